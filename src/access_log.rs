@@ -1,0 +1,116 @@
+//! The access log: one line per request on stdout, JSON or text. Lines are
+//! formatted and written on a thread of their own, so a slow stdout never
+//! blocks a request; when that thread falls behind, lines are dropped and
+//! counted rather than queued without bound.
+
+use crate::config::AccessLogFormat;
+use crate::export::otlp::protocol_version;
+use crate::trace::SpanRecord;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+
+const QUEUE: usize = 8192;
+
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: SyncSender<SpanRecord>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    pub fn start(format: AccessLogFormat) -> Option<AccessLog> {
+        if format == AccessLogFormat::Off {
+            return None;
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        let spawned = std::thread::Builder::new().name("access-log".into()).spawn(move || writer(rx, format));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the access log thread; access log disabled");
+            return None;
+        }
+        Some(AccessLog { tx, dropped: Arc::default() })
+    }
+
+    pub fn log(&self, span: &SpanRecord) {
+        if self.tx.try_send(span.clone()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn writer(rx: Receiver<SpanRecord>, format: AccessLogFormat) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = String::with_capacity(512);
+    while let Ok(mut span) = rx.recv() {
+        loop {
+            line.clear();
+            format_line(&span, format, &mut line);
+            if out.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+            match rx.try_recv() {
+                Ok(next) => span = next,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
+        }
+        if out.flush().is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}
+
+pub fn format_line(s: &SpanRecord, format: AccessLogFormat, out: &mut String) {
+    use std::fmt::Write;
+    let time = humantime::format_rfc3339_micros(s.start);
+    let duration_ms = s.duration_nanos() as f64 / 1e6;
+    let status = s.status.unwrap_or(0);
+    let upstream = s.upstream.as_ref().map(|u| u.to_string()).unwrap_or_default();
+    let error = s.error.map(|e| e.as_str());
+    // The path only: a query may carry secrets.
+    let path = s.uri.path();
+    match format {
+        AccessLogFormat::Json => {
+            let v = serde_json::json!({
+                "time": time.to_string(),
+                "direction": s.direction.as_str(),
+                "method": s.method.as_str(),
+                "path": path,
+                "protocol": protocol_version(s.version),
+                "status": status,
+                "duration_ms": (duration_ms * 1000.0).round() / 1000.0,
+                "bytes_received": s.request_body_size,
+                "bytes_sent": s.response_body_size,
+                "client": s.client.to_string(),
+                "upstream": upstream,
+                "trace_id": s.trace_id.to_string(),
+                "span_id": s.span_id.to_string(),
+                "error": error.as_deref(),
+            });
+            let _ = writeln!(out, "{v}");
+        }
+        AccessLogFormat::Text => {
+            let _ = writeln!(
+                out,
+                "{time} {} {} {path} HTTP/{} {status} {duration_ms:.3}ms in={} out={} client={} upstream={upstream} trace_id={} span_id={}{}",
+                s.direction.as_str(),
+                s.method,
+                protocol_version(s.version),
+                s.request_body_size,
+                s.response_body_size,
+                s.client,
+                s.trace_id,
+                s.span_id,
+                error.as_deref().map(|e| format!(" error={e}")).unwrap_or_default(),
+            );
+        }
+        AccessLogFormat::Off => {}
+    }
+}

@@ -1,0 +1,135 @@
+//! Bodies in flight. `ForwardBody` carries the client's request body to the
+//! upstream, counting bytes. `ProxyBody` carries the response back: frames
+//! stream through untouched, the recorder learns the size, the trailers'
+//! `grpc-status`, and how the stream ended.
+
+use super::record::InFlight;
+use crate::trace::ErrorType;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+pub struct ForwardBody {
+    inner: Incoming,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl ForwardBody {
+    /// Counting costs an allocation, so a body that is already complete
+    /// (GET, HEAD, ...) goes without.
+    pub fn new(inner: Incoming, rec: &mut InFlight) -> Self {
+        let counter = (!inner.is_end_stream()).then(|| rec.request_counter());
+        ForwardBody { inner, counter }
+    }
+}
+
+impl Body for ForwardBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let (Some(Ok(f)), Some(c)) = (&frame, &self.counter)
+            && let Some(d) = f.data_ref()
+        {
+            c.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub struct ProxyBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Upstream { inner: Incoming, rec: InFlight },
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn upstream(inner: Incoming, rec: InFlight) -> Self {
+        ProxyBody { kind: Kind::Upstream { inner, rec } }
+    }
+
+    pub fn local(text: Bytes) -> Self {
+        ProxyBody { kind: Kind::Local((!text.is_empty()).then_some(text)) }
+    }
+
+    pub fn empty() -> Self {
+        ProxyBody { kind: Kind::Local(None) }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.kind {
+            Kind::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { inner, rec } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            rec.response_bytes += d.len() as u64;
+                        } else if let Some(t) = f.trailers_ref()
+                            && let Some(code) = grpc_status(t)
+                        {
+                            rec.set_grpc_status(code);
+                        }
+                    }
+                    // Passing the error on makes hyper abort the client's
+                    // stream (RST_STREAM, or a closed HTTP/1 connection)
+                    // instead of ending it as if it were complete.
+                    Some(Err(_)) => rec.finish(Some(ErrorType::UpstreamReset)),
+                    None => rec.finish(None),
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(b) => b.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // hyper may never poll a body it knows is empty (204, HEAD, a
+        // zero Content-Length): that is a normal end, not an abort.
+        if let Kind::Upstream { inner, rec } = &mut self.kind
+            && inner.is_end_stream()
+        {
+            rec.finish(None);
+        }
+    }
+}
+
+pub fn grpc_status(h: &http::HeaderMap) -> Option<u32> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
+}

@@ -1,0 +1,74 @@
+//! Why the proxy answered instead of the upstream. Each variant knows the
+//! status the client gets and the `error.type` the span records.
+
+use crate::trace::ErrorType;
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no destination: an outbound request needs an absolute URI (HTTP proxy mode) or a redirected connection")]
+    NoDestination,
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("upstream refused the connection")]
+    ConnectionRefused,
+    #[error("could not connect to the upstream: {0}")]
+    ConnectFailed(std::io::Error),
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("the upstream did not answer in time")]
+    ResponseTimeout,
+    #[error("the upstream closed the connection: {0}")]
+    UpstreamReset(hyper::Error),
+    #[error("the upstream sent an invalid response: {0}")]
+    UpstreamProtocol(hyper::Error),
+    #[error("the client's request body failed: {0}")]
+    RequestBody(hyper::Error),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoDestination | ProxyError::BadRequest(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectionRefused
+            | ProxyError::ConnectFailed(_)
+            | ProxyError::UpstreamReset(_)
+            | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn error_type(&self) -> ErrorType {
+        match self {
+            ProxyError::NoDestination => ErrorType::NoDestination,
+            ProxyError::BadRequest(_) => ErrorType::Status(400),
+            ProxyError::ConnectionRefused => ErrorType::ConnectionRefused,
+            ProxyError::ConnectFailed(_) => ErrorType::ConnectError,
+            ProxyError::ConnectTimeout => ErrorType::ConnectTimeout,
+            ProxyError::ResponseTimeout => ErrorType::ResponseTimeout,
+            ProxyError::UpstreamReset(_) => ErrorType::UpstreamReset,
+            ProxyError::UpstreamProtocol(_) => ErrorType::UpstreamProtocol,
+            ProxyError::RequestBody(_) => ErrorType::RequestBody,
+        }
+    }
+
+    pub fn from_io(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            ProxyError::ConnectionRefused
+        } else {
+            ProxyError::ConnectFailed(e)
+        }
+    }
+
+    pub fn from_hyper(e: hyper::Error) -> Self {
+        use std::error::Error;
+        if e.is_parse() || e.is_parse_status() {
+            return ProxyError::UpstreamProtocol(e);
+        }
+        // A failing request body surfaces as a user body error.
+        if e.is_user() || e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_body_write_aborted())) {
+            return ProxyError::RequestBody(e);
+        }
+        ProxyError::UpstreamReset(e)
+    }
+}

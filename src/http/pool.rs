@@ -1,0 +1,159 @@
+//! Upstream connections, pooled: idle HTTP/1 connections are reused
+//! (keep-alive) and one HTTP/2 connection per destination is shared by all
+//! requests (multiplexing).
+//!
+//! The pool is our own rather than hyper-util's client because the proxy
+//! must choose where to connect independently of the request's authority:
+//! an inbound request keeps its `Host`/`:authority` but goes to the app.
+//! The locks guard only a push or a pop, never an await.
+
+use super::body::ForwardBody;
+use super::error::ProxyError;
+use crate::trace::Upstream;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+const MAX_IDLE_PER_DEST: usize = 64;
+
+pub struct Pool {
+    h1_idle: Mutex<HashMap<Upstream, Vec<http1::SendRequest<ForwardBody>>>>,
+    h2: Mutex<HashMap<Upstream, http2::SendRequest<ForwardBody>>>,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(connect_timeout: Duration) -> Arc<Pool> {
+        Arc::new(Pool { h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout })
+    }
+
+    /// Sends a request and waits for the response head. An upgrade takes
+    /// its connection for good; other HTTP/1 connections return to the pool
+    /// once their response has been read.
+    pub async fn send(
+        self: &Arc<Self>,
+        dest: &Upstream,
+        h2: bool,
+        req: Request<ForwardBody>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        if h2 { self.send_h2(dest, req).await } else { self.send_h1(dest, req, upgrade).await }
+    }
+
+    async fn send_h1(self: &Arc<Self>, dest: &Upstream, mut req: Request<ForwardBody>, upgrade: bool) -> Result<Response<Incoming>, ProxyError> {
+        loop {
+            let (mut sender, reused) = match self.checkout_h1(dest) {
+                Some(s) => (s, true),
+                None => (self.connect_h1(dest).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    if !upgrade {
+                        self.recycle_h1(dest.clone(), sender);
+                    }
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    // An idle connection the app closed just as we picked it:
+                    // the request was never written, so it is safe to resend.
+                    Some(r) if reused => req = r,
+                    _ => return Err(ProxyError::from_hyper(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn checkout_h1(&self, dest: &Upstream) -> Option<http1::SendRequest<ForwardBody>> {
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(dest)?;
+        while let Some(s) = list.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn recycle_h1(self: &Arc<Self>, dest: Upstream, mut sender: http1::SendRequest<ForwardBody>) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = pool.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
+                let list = idle.entry(dest).or_default();
+                if list.len() >= MAX_IDLE_PER_DEST {
+                    list.remove(0);
+                }
+                list.push(sender);
+            }
+        });
+    }
+
+    async fn connect_h1(&self, dest: &Upstream) -> Result<http1::SendRequest<ForwardBody>, ProxyError> {
+        let io = TokioIo::new(self.connect(dest).await?);
+        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(ProxyError::from_hyper)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream HTTP/1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send_h2(&self, dest: &Upstream, req: Request<ForwardBody>) -> Result<Response<Incoming>, ProxyError> {
+        let cached = {
+            let h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+            h2.get(dest).filter(|s| !s.is_closed()).cloned()
+        };
+        let mut sender = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.connect_h2(dest).await?;
+                self.h2.lock().unwrap_or_else(|p| p.into_inner()).insert(dest.clone(), s.clone());
+                s
+            }
+        };
+        if sender.ready().await.is_err() {
+            sender = self.connect_h2(dest).await?;
+            self.h2.lock().unwrap_or_else(|p| p.into_inner()).insert(dest.clone(), sender.clone());
+        }
+        sender.send_request(req).await.map_err(ProxyError::from_hyper)
+    }
+
+    async fn connect_h2(&self, dest: &Upstream) -> Result<http2::SendRequest<ForwardBody>, ProxyError> {
+        let io = TokioIo::new(self.connect(dest).await?);
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(ProxyError::from_hyper)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    pub async fn connect(&self, dest: &Upstream) -> Result<TcpStream, ProxyError> {
+        let connecting = async {
+            match dest {
+                Upstream::Addr(a) => TcpStream::connect(*a).await,
+                Upstream::Name(auth) => {
+                    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+                    TcpStream::connect((host, auth.port_u16().unwrap_or(80))).await
+                }
+            }
+        };
+        let sock = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout)?
+            .map_err(ProxyError::from_io)?;
+        let _ = sock.set_nodelay(true);
+        Ok(sock)
+    }
+}

@@ -1,0 +1,143 @@
+//! sidetrace: a transparent HTTP sidecar proxy that records a span for
+//! every request it carries.
+//!
+//! The path of a request, module by module:
+//!
+//! ```text
+//! client ─► listen (accept, SO_ORIGINAL_DST, detect) ─► http (hyper server conn)
+//!        ─► http::proxy (context extract, span start, headers, inject)
+//!        ─► http::pool (upstream HTTP/1 keep-alive or HTTP/2) ─► app / upstream
+//! response ◄─ http::body (stream, count, trailers) ─► http::record (finish once)
+//!        ─► export::SpanSink (try_send) ─► export task ─► export::ring ─► admin (/api/traces)
+//! ```
+//!
+//! Non-HTTP connections leave at `listen::opaque`. `config` turns flags and
+//! environment into one `Config`; `Sidecar::start` wires the rest.
+
+pub mod access_log;
+pub mod admin;
+pub mod config;
+pub mod drain;
+pub mod export;
+pub mod http;
+pub mod listen;
+pub mod metrics;
+pub mod trace;
+
+use config::Config;
+use export::otlp::Encoder;
+use export::ring::Ring;
+use export::{ExportStats, Pipeline};
+use listen::Direction;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running sidecar: its bound addresses, its spans, and its shutdown.
+pub struct Sidecar {
+    pub inbound: Option<SocketAddr>,
+    pub outbound: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub ring: Arc<Ring>,
+    pub stats: Arc<ExportStats>,
+    pub encoder: Arc<Encoder>,
+    drain: drain::Signal,
+    drain_timeout: Duration,
+    exporter: JoinHandle<()>,
+    admin_task: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+async fn bind(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, BindError> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| BindError { what, addr, source }),
+    }
+}
+
+impl Sidecar {
+    /// Binds every listener first (so `/ready` means all are bound), then
+    /// starts serving.
+    pub async fn start(config: Config) -> Result<Sidecar, BindError> {
+        let inbound = bind("--inbound", config.inbound).await?;
+        let outbound = bind("--outbound", config.outbound).await?;
+        let admin = bind("--admin", config.admin).await?;
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let (inbound_addr, outbound_addr, admin_addr) = (local(&inbound), local(&outbound), local(&admin));
+
+        let pipeline = Pipeline::new(config.queue_size, config.trace_buffer);
+        let (ring, stats, sink) = (pipeline.ring.clone(), pipeline.stats.clone(), pipeline.sink.clone());
+        let routes = Arc::new(config.routes.clone());
+        let encoder = Arc::new(Encoder {
+            resource: config.resource.clone(),
+            routes: routes.clone(),
+            redact_query_keys: config.redact_query_keys.clone(),
+        });
+        let exporter = tokio::spawn(pipeline.run());
+        let access_log = access_log::AccessLog::start(config.access_log);
+        let (signal, watch) = drain::channel();
+        let shared = |direction| {
+            Arc::new(http::Shared {
+                direction,
+                app: config.app,
+                opaque_ports: config.opaque_ports.clone(),
+                detect_timeout: config.detect_timeout,
+                connect_timeout: config.connect_timeout,
+                response_timeout: config.response_timeout,
+                pool: http::pool::Pool::new(config.connect_timeout),
+                sink: sink.clone(),
+                access_log: access_log.clone(),
+                routes: routes.clone(),
+            })
+        };
+        if let Some(l) = inbound {
+            tokio::spawn(listen::accept_loop(l, shared(Direction::Inbound), watch.clone()));
+        }
+        if let Some(l) = outbound {
+            tokio::spawn(listen::accept_loop(l, shared(Direction::Outbound), watch.clone()));
+        }
+        drop(sink);
+        let admin_state = Arc::new(admin::AdminState { ready: false.into(), ring: ring.clone(), encoder: encoder.clone() });
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
+        admin_state.ready.store(true, Ordering::Release);
+        Ok(Sidecar {
+            inbound: inbound_addr,
+            outbound: outbound_addr,
+            admin: admin_addr,
+            ring,
+            stats,
+            encoder,
+            drain: signal,
+            drain_timeout: config.drain_timeout,
+            exporter,
+            admin_task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain
+    /// timeout, then flushes the spans. Returns whether the drain finished
+    /// in time.
+    pub async fn shutdown(self) -> bool {
+        let drained = tokio::time::timeout(self.drain_timeout, self.drain.drain()).await.is_ok();
+        if !drained {
+            tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached with requests still in flight");
+        }
+        // With every connection gone the span queue has no sender left, so
+        // the export task empties it and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.exporter).await;
+        if let Some(a) = self.admin_task {
+            a.abort();
+        }
+        drained
+    }
+}

@@ -1,0 +1,98 @@
+//! Listeners: accept connections, learn where each was headed
+//! (`SO_ORIGINAL_DST` for iptables-redirected traffic), detect its protocol,
+//! and hand it to the HTTP server (`crate::http`) or relay it as opaque TCP.
+
+pub mod detect;
+pub mod opaque;
+pub mod original_dst;
+pub mod prefixed;
+
+use crate::drain;
+use crate::http::{self, Shared};
+use detect::Protocol;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Inbound traffic goes to the app (SERVER spans); outbound traffic leaves
+/// the app for other services (CLIENT spans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// What the proxy knows about a client connection.
+#[derive(Clone, Debug)]
+pub struct ConnMeta {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    /// Set when an iptables REDIRECT brought the connection here.
+    pub original_dst: Option<SocketAddr>,
+}
+
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drain::Watch) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = drain.signaled() => return,
+        };
+        match accepted {
+            Ok((sock, client)) => {
+                let shared = shared.clone();
+                let drain = drain.clone();
+                tokio::spawn(async move { handle(sock, client, shared, drain).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin.
+                tracing::warn!(direction = shared.direction.as_str(), error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, drain: drain::Watch) {
+    let _ = sock.set_nodelay(true);
+    let Ok(local) = sock.local_addr() else { return };
+    let original_dst = original_dst::original_dst(&sock);
+    let meta = ConnMeta { client, local, original_dst };
+    let dest_port = match shared.direction {
+        Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
+        Direction::Outbound => original_dst.map(|a| a.port()),
+    };
+    let (protocol, prefix) = if dest_port.is_some_and(|p| shared.opaque_ports.contains(&p)) {
+        (Protocol::Opaque, bytes::BytesMut::new())
+    } else {
+        let (p, buf, _outcome) = detect::detect(&mut sock, shared.detect_timeout).await;
+        (p, buf)
+    };
+    match protocol {
+        Protocol::Http1 | Protocol::Http2 => {
+            let io = prefixed::PrefixedIo::new(prefix, sock);
+            http::serve_connection(io, protocol == Protocol::Http2, shared, meta, drain).await;
+        }
+        Protocol::Tls { sni } => relay(sock, prefix, &shared, &meta, sni.as_deref()).await,
+        Protocol::Opaque => relay(sock, prefix, &shared, &meta, None).await,
+    }
+}
+
+async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: &ConnMeta, sni: Option<&str>) {
+    let target = match shared.direction {
+        Direction::Inbound => Some(shared.inbound_target(meta.original_dst)),
+        Direction::Outbound => meta.original_dst,
+    };
+    match target {
+        Some(t) => opaque::relay(sock, prefix, t, shared.connect_timeout, sni).await,
+        None => tracing::debug!(client = %meta.client, "non-HTTP connection with no original destination; closed"),
+    }
+}

@@ -1,0 +1,163 @@
+//! `http.route` templates with low cardinality.
+//!
+//! A configured pattern (`--route /users/{id}/orders/{order}`) wins; any
+//! other path has its identifier-like segments (numbers, UUIDs, long hex,
+//! long opaque tokens) replaced by `{id}`. The cap on distinct routes per
+//! direction belongs to the metrics registry, not here.
+
+use std::borrow::Cow;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+    /// A trailing `{*rest}` or `*` matches any remaining segments.
+    Rest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl RoutePattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("route pattern {s:?} must start with '/'"));
+        }
+        let mut segments = Vec::new();
+        let parts: Vec<&str> = s[1..].split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let seg = if *part == "*" || (part.starts_with("{*") && part.ends_with('}')) {
+                if !last {
+                    return Err(format!("route pattern {s:?}: a wildcard must be the last segment"));
+                }
+                Segment::Rest
+            } else if part.starts_with('{') && part.ends_with('}') && part.len() > 2 {
+                Segment::Param
+            } else if part.contains(['{', '}']) {
+                return Err(format!("route pattern {s:?}: a parameter must be a whole segment like {{id}}"));
+            } else {
+                Segment::Literal((*part).to_string())
+            };
+            segments.push(seg);
+        }
+        Ok(RoutePattern { text: s.to_string(), segments })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
+        for seg in &self.segments {
+            match (seg, parts.next()) {
+                (Segment::Rest, _) => return true,
+                (Segment::Param, Some(p)) if !p.is_empty() => {}
+                (Segment::Literal(l), Some(p)) if l == p => {}
+                _ => return false,
+            }
+        }
+        parts.next().is_none()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RouteTemplates {
+    patterns: Vec<RoutePattern>,
+}
+
+impl RouteTemplates {
+    pub fn new(patterns: Vec<RoutePattern>) -> Self {
+        RouteTemplates { patterns }
+    }
+
+    /// The route for a request path (without its query).
+    pub fn template<'a>(&'a self, path: &'a str) -> Cow<'a, str> {
+        if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
+            return Cow::Borrowed(p.as_str());
+        }
+        heuristic(path)
+    }
+}
+
+fn heuristic(path: &str) -> Cow<'_, str> {
+    if !path.split('/').any(is_identifier) {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if is_identifier(seg) { "{id}" } else { seg });
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a path segment looks like an identifier rather than a name.
+pub fn is_identifier(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    if is_uuid(b) {
+        return true;
+    }
+    if b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    // Opaque tokens (base64url ids, hashes, session keys): long and mixing
+    // digits with letters, which words and slugs rarely do.
+    let token_char = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.' | b'~');
+    b.len() >= 20 && b.iter().all(token_char) && b.iter().any(u8::is_ascii_digit)
+        || b.len() >= 32 && b.iter().all(token_char)
+}
+
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_become_id() {
+        let t = RouteTemplates::default();
+        assert_eq!(t.template("/users/42/orders"), "/users/{id}/orders");
+        assert_eq!(t.template("/o/123e4567-e89b-12d3-a456-426614174000"), "/o/{id}");
+        assert_eq!(t.template("/blob/4bf92f3577b34da6a3ce929d0e0e4736"), "/blob/{id}");
+        assert_eq!(t.template("/s/aGVsbG8gd29ybGQgMTIzNDU2Nzg"), "/s/{id}");
+        assert_eq!(t.template("/api/v1/health-check"), "/api/v1/health-check");
+        assert_eq!(t.template("/"), "/");
+    }
+
+    #[test]
+    fn patterns_win() {
+        let t = RouteTemplates::new(vec![
+            RoutePattern::parse("/users/{id}/orders/{order}").unwrap(),
+            RoutePattern::parse("/static/*").unwrap(),
+        ]);
+        assert_eq!(t.template("/users/alice/orders/x1"), "/users/{id}/orders/{order}");
+        assert_eq!(t.template("/static/css/site.css"), "/static/*");
+        assert_eq!(t.template("/users/alice"), "/users/alice");
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert!(RoutePattern::parse("users").is_err());
+        assert!(RoutePattern::parse("/a/*/b").is_err());
+        assert!(RoutePattern::parse("/a/x{id}").is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The span record: a plain struct made once per request on the hot path
+//! and handed to the export queue. It holds cheap clones (`Uri`,
+//! `HeaderValue` are reference-counted) and defers anything that costs
+//! (route templating, attribute strings) to the exporter.
+
+use super::ids::{SpanId, TraceId};
+use crate::listen::Direction;
+use http::{HeaderValue, Method, Uri, Version};
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+#[derive(Clone, Debug)]
+pub struct SpanRecord {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub sampled: bool,
+    pub tracestate: Option<HeaderValue>,
+    /// Inbound makes a SERVER span, outbound a CLIENT span.
+    pub direction: Direction,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub method: Method,
+    pub uri: Uri,
+    pub scheme_https: bool,
+    pub version: Version,
+    /// `server.address`: the Host/authority the client asked for.
+    pub host: Option<HeaderValue>,
+    /// The upstream the proxy sent the request to.
+    pub upstream: Option<Upstream>,
+    pub client: SocketAddr,
+    pub user_agent: Option<HeaderValue>,
+    pub status: Option<u16>,
+    pub grpc_status: Option<u32>,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+    pub error: Option<ErrorType>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    Addr(SocketAddr),
+    Name(http::uri::Authority),
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Addr(a) => a.fmt(f),
+            Upstream::Name(n) => n.fmt(f),
+        }
+    }
+}
+
+/// `error.type` values: a closed set, so they are safe as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    ConnectionRefused,
+    ConnectError,
+    ConnectTimeout,
+    ResponseTimeout,
+    UpstreamReset,
+    UpstreamProtocol,
+    NoDestination,
+    ClientAborted,
+    RequestBody,
+    /// An HTTP status that counts as an error: `error.type` is the code.
+    Status(u16),
+    /// A gRPC status other than OK on a call that answered HTTP 200.
+    Grpc(u32),
+}
+
+impl ErrorType {
+    pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            ErrorType::ConnectionRefused => Borrowed("connection_refused"),
+            ErrorType::ConnectError => Borrowed("connect_error"),
+            ErrorType::ConnectTimeout => Borrowed("connect_timeout"),
+            ErrorType::ResponseTimeout => Borrowed("timeout"),
+            ErrorType::UpstreamReset => Borrowed("upstream_reset"),
+            ErrorType::UpstreamProtocol => Borrowed("upstream_protocol_error"),
+            ErrorType::NoDestination => Borrowed("no_destination"),
+            ErrorType::ClientAborted => Borrowed("client_aborted"),
+            ErrorType::RequestBody => Borrowed("request_body_error"),
+            ErrorType::Status(s) => std::borrow::Cow::Owned(s.to_string()),
+            ErrorType::Grpc(_) => Borrowed("grpc_error"),
+        }
+    }
+}
+
+impl SpanRecord {
+    pub fn duration_nanos(&self) -> u64 {
+        self.end.duration_since(self.start).map_or(0, |d| d.as_nanos() as u64)
+    }
+
+    /// OpenTelemetry HTTP conventions: 5xx is an error on a SERVER span,
+    /// 4xx and 5xx on a CLIENT span; gRPC status decides for gRPC calls.
+    pub fn is_error(&self) -> bool {
+        if self.error.is_some() {
+            return true;
+        }
+        match self.status {
+            Some(s) if s >= 500 => true,
+            Some(s) if s >= 400 => self.direction == Direction::Outbound,
+            _ => false,
+        }
+    }
+}
