@@ -20,17 +20,21 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn start(format: AccessLogFormat) -> Option<AccessLog> {
+    /// Starts the writer thread. It ends, flushing, once every clone of
+    /// the returned `AccessLog` is dropped; join it to be sure the last
+    /// lines are out.
+    pub fn start(format: AccessLogFormat) -> Option<(AccessLog, std::thread::JoinHandle<()>)> {
         if format == AccessLogFormat::Off {
             return None;
         }
         let (tx, rx) = sync_channel(QUEUE);
-        let spawned = std::thread::Builder::new().name("access-log".into()).spawn(move || writer(rx, format));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the access log thread; access log disabled");
-            return None;
+        match std::thread::Builder::new().name("access-log".into()).spawn(move || writer(rx, format)) {
+            Ok(handle) => Some((AccessLog { tx, dropped: Arc::default() }, handle)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the access log thread; access log disabled");
+                None
+            }
         }
-        Some(AccessLog { tx, dropped: Arc::default() })
     }
 
     pub fn log(&self, span: &SpanRecord) {

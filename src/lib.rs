@@ -48,6 +48,7 @@ pub struct Sidecar {
     drain_timeout: Duration,
     exporter: JoinHandle<()>,
     admin_task: Option<JoinHandle<()>>,
+    access_log_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +85,7 @@ impl Sidecar {
             redact_query_keys: config.redact_query_keys.clone(),
         });
         let exporter = tokio::spawn(pipeline.run());
-        let access_log = access_log::AccessLog::start(config.access_log);
+        let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
         let (signal, watch) = drain::channel();
         let shared = |direction| {
             Arc::new(http::Shared {
@@ -121,6 +122,7 @@ impl Sidecar {
             drain_timeout: config.drain_timeout,
             exporter,
             admin_task,
+            access_log_thread,
         })
     }
 
@@ -135,6 +137,9 @@ impl Sidecar {
         // With every connection gone the span queue has no sender left, so
         // the export task empties it and ends.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.exporter).await;
+        if let Some(t) = self.access_log_thread {
+            let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || t.join())).await;
+        }
         if let Some(a) = self.admin_task {
             a.abort();
         }

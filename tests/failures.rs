@@ -1,0 +1,139 @@
+//! Upstream failures become honest answers: refused → 502, slow → 504, a
+//! reset mid-body aborts the client's stream. And bodies stream: a GiB each
+//! way passes with the proxy's memory flat.
+
+mod support;
+
+use sidetrace::config::Config;
+use sidetrace::trace::ErrorType;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upstream_is_502_with_error_type() {
+    let proxy = proxy_for(closed_port()).await;
+    let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}/x", proxy.inbound.unwrap())]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+    let span = spans(&proxy, 1).await.pop().unwrap();
+    assert_eq!(span.error, Some(ErrorType::ConnectionRefused));
+    assert_eq!(span.status, Some(502));
+    let otlp = proxy.encoder.span(&span);
+    let error_type = otlp.attributes.iter().find(|a| a.key == "error.type").expect("error.type set");
+    assert_eq!(format!("{:?}", error_type.value), format!("{:?}", Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("connection_refused".into())) })));
+    assert_eq!(otlp.status.unwrap().code, 2, "status Error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504() {
+    let app = echo_app().await;
+    let mut config = Config::local(app.addr, "timeouts");
+    config.response_timeout = Some(Duration::from_millis(200));
+    let proxy = proxy_with(config).await;
+    let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{}/slow/3000", proxy.inbound.unwrap())]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    let span = spans(&proxy, 1).await.pop().unwrap();
+    assert_eq!(span.error, Some(ErrorType::ResponseTimeout));
+}
+
+/// An app that promises a megabyte and hangs up after a kilobyte.
+async fn resetting_app() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n").await;
+                let _ = s.write_all(&[b'x'; 1024]).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_body_aborts_the_client_stream() {
+    let proxy = proxy_for(resetting_app().await).await;
+    let out = curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("http://{}/big", proxy.inbound.unwrap())]);
+    // curl 18: "transfer closed with outstanding read data remaining".
+    assert_eq!(out.status.code(), Some(18), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1024");
+    let span = spans(&proxy, 1).await.pop().unwrap();
+    assert_eq!(span.error, Some(ErrorType::UpstreamReset));
+    assert_eq!(span.response_body_size, 1024);
+}
+
+fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap()
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The proxy as its own process, so its memory is its own.
+fn spawn_proxy(app: std::net::SocketAddr) -> (Child, String) {
+    let port = closed_port().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
+        .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
+        .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (Child(child), url);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("proxy did not start");
+}
+
+const GIB: u64 = 1 << 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_each_way_with_flat_memory() {
+    let app = echo_app().await;
+    let (proxy, url) = spawn_proxy(app.addr);
+    let pid = proxy.0.id();
+    let url2 = url.clone();
+    let down = tokio::task::spawn_blocking(move || curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("{url2}/bytes/{GIB}")])).await.unwrap();
+    assert!(down.status.success(), "{down:?}");
+    assert_eq!(String::from_utf8_lossy(&down.stdout), GIB.to_string());
+
+    let upload = tokio::task::spawn_blocking(move || {
+        let mut curl = Command::new("curl")
+            .args(["-sS", "-T", "-", "-H", "Content-Type: application/octet-stream", &format!("{url}/sink")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = curl.stdin.take().unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..1024 {
+            stdin.write_all(&chunk).unwrap();
+        }
+        drop(stdin);
+        let mut out = String::new();
+        curl.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(curl.wait().unwrap().success());
+        out
+    })
+    .await
+    .unwrap();
+    assert_eq!(upload.trim(), GIB.to_string(), "the app received every byte");
+    let peak_kib = vm_kib(pid, "VmHWM:");
+    eprintln!("proxy peak RSS after 1 GiB each way: {} KiB", peak_kib);
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB is not under 64 MiB");
+}
