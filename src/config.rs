@@ -12,7 +12,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "sidetrace", version, about = "A transparent HTTP sidecar proxy that records a span for every request it carries")]
+#[command(
+    name = "sidetrace",
+    version,
+    about = "A transparent HTTP sidecar proxy that records a span for every request it carries"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -214,7 +218,12 @@ impl Config {
             connect_timeout: args.connect_timeout,
             response_timeout: (!args.response_timeout.is_zero()).then_some(args.response_timeout),
             routes: RouteTemplates::new(args.routes.clone()),
-            redact_query_keys: args.redact_query_keys.iter().map(|k| k.trim().to_ascii_lowercase()).filter(|k| !k.is_empty()).collect(),
+            redact_query_keys: args
+                .redact_query_keys
+                .iter()
+                .map(|k| k.trim().to_ascii_lowercase())
+                .filter(|k| !k.is_empty())
+                .collect(),
             trace_buffer: args.trace_buffer,
             queue_size: args.queue_size,
             resource,
@@ -263,9 +272,9 @@ fn resource(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Reso
             let Some((k, v)) = pair.split_once('=') else {
                 return Err(ConfigError(format!("OTEL_RESOURCE_ATTRIBUTES: {pair:?} is not key=value")));
             };
-            let v = percent_encoding::percent_decode_str(v.trim())
-                .decode_utf8()
-                .map_err(|_| ConfigError(format!("OTEL_RESOURCE_ATTRIBUTES: value of {k:?} is not UTF-8 after percent-decoding")))?;
+            let v = percent_encoding::percent_decode_str(v.trim()).decode_utf8().map_err(|_| {
+                ConfigError(format!("OTEL_RESOURCE_ATTRIBUTES: value of {k:?} is not UTF-8 after percent-decoding"))
+            })?;
             if k.trim().is_empty() {
                 return Err(ConfigError("OTEL_RESOURCE_ATTRIBUTES: empty key".into()));
             }
@@ -314,7 +323,12 @@ fn hostname() -> Option<String> {
 pub fn service_from_pod_name(pod: &str) -> &str {
     let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
     let alnum = |s: &str| s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if parts.len() == 3 && parts[0].len() == 5 && alnum(parts[0]) && (6..=10).contains(&parts[1].len()) && alnum(parts[1]) {
+    if parts.len() == 3
+        && parts[0].len() == 5
+        && alnum(parts[0])
+        && (6..=10).contains(&parts[1].len())
+        && alnum(parts[1])
+    {
         return parts[2];
     }
     pod
@@ -339,7 +353,10 @@ mod tests {
     #[test]
     fn service_name_precedence() {
         let args = RunArgs::parse_from_env_free(["run"]);
-        let env = env_of(&[("OTEL_SERVICE_NAME", "otel"), ("OTEL_RESOURCE_ATTRIBUTES", "service.name=res,deployment.environment=prod%20eu")]);
+        let env = env_of(&[
+            ("OTEL_SERVICE_NAME", "otel"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=res,deployment.environment=prod%20eu"),
+        ]);
         let c = Config::from_args(&args, &env).unwrap();
         assert_eq!(c.resource.service_name(), "otel");
         assert_eq!(c.resource.attributes["deployment.environment"], "prod eu");

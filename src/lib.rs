@@ -108,7 +108,8 @@ impl Sidecar {
             tokio::spawn(listen::accept_loop(l, shared(Direction::Outbound), watch.clone()));
         }
         drop(sink);
-        let admin_state = Arc::new(admin::AdminState { ready: false.into(), ring: ring.clone(), encoder: encoder.clone() });
+        let admin_state =
+            Arc::new(admin::AdminState { ready: false.into(), ring: ring.clone(), encoder: encoder.clone() });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
         admin_state.ready.store(true, Ordering::Release);
         Ok(Sidecar {

@@ -27,9 +27,12 @@ fn sidetrace(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     panic!("sidetrace {args:?} kept running: bad input must exit");
 }
 
+/// Arguments, environment, and what the error line must name.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (&["run", "--inbound", "nope"], &[], "--inbound"),
         (&["run", "--app", "localhost"], &[], "--app"),
         (&["run", "--access-log", "xml"], &[], "--access-log"),
@@ -60,9 +63,22 @@ fn help_lists_every_flag() {
     let help = String::from_utf8_lossy(&out.stdout);
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap_or_default();
     for flag in [
-        "--inbound", "--app", "--outbound", "--admin", "--service-name", "--access-log", "--opaque-ports", "--detect-timeout",
-        "--drain-timeout", "--connect-timeout", "--response-timeout", "--route", "--redact-query-keys", "--trace-buffer",
-        "--queue-size", "--log",
+        "--inbound",
+        "--app",
+        "--outbound",
+        "--admin",
+        "--service-name",
+        "--access-log",
+        "--opaque-ports",
+        "--detect-timeout",
+        "--drain-timeout",
+        "--connect-timeout",
+        "--response-timeout",
+        "--route",
+        "--redact-query-keys",
+        "--trace-buffer",
+        "--queue-size",
+        "--log",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         assert!(readme.contains(flag), "README lacks {flag}");
@@ -108,7 +124,11 @@ async fn sigterm_drains_in_flight_requests() {
     .unwrap();
     assert_eq!(status.0.code(), Some(0));
     // Its access log line was flushed before exit.
-    assert!(status.1.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")), "{:?}", status.1);
+    assert!(
+        status.1.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")),
+        "{:?}",
+        status.1
+    );
     // And the listener is gone.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }

@@ -21,7 +21,17 @@ async fn refused_upstream_is_502_with_error_type() {
     assert_eq!(span.status, Some(502));
     let otlp = proxy.encoder.span(&span);
     let error_type = otlp.attributes.iter().find(|a| a.key == "error.type").expect("error.type set");
-    assert_eq!(format!("{:?}", error_type.value), format!("{:?}", Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("connection_refused".into())) })));
+    assert_eq!(
+        format!("{:?}", error_type.value),
+        format!(
+            "{:?}",
+            Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    "connection_refused".into()
+                ))
+            })
+        )
+    );
     assert_eq!(otlp.status.unwrap().code, 2, "status Error");
 }
 
@@ -70,7 +80,12 @@ async fn reset_mid_body_aborts_the_client_stream() {
 
 fn vm_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap()
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
 }
 
 struct Child(std::process::Child);
@@ -84,16 +99,16 @@ impl Drop for Child {
 /// The proxy as its own process, so its memory is its own.
 fn spawn_proxy(app: std::net::SocketAddr) -> (Child, String) {
     let port = closed_port().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
+    let child = Child(Command::new(env!("CARGO_BIN_EXE_sidetrace"))
         .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
         .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (Child(child), url);
+            return (child, url);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -108,7 +123,11 @@ async fn one_gib_each_way_with_flat_memory() {
     let (proxy, url) = spawn_proxy(app.addr);
     let pid = proxy.0.id();
     let url2 = url.clone();
-    let down = tokio::task::spawn_blocking(move || curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("{url2}/bytes/{GIB}")])).await.unwrap();
+    let down = tokio::task::spawn_blocking(move || {
+        curl(&["-o", "/dev/null", "-w", "%{size_download}", &format!("{url2}/bytes/{GIB}")])
+    })
+    .await
+    .unwrap();
     assert!(down.status.success(), "{down:?}");
     assert_eq!(String::from_utf8_lossy(&down.stdout), GIB.to_string());
 

@@ -44,7 +44,13 @@ async fn http1_chunked_upload_and_expect_continue() {
     file.1.write_all(&data).unwrap();
     let path = file.0.to_str().unwrap().to_string();
     // Chunked: curl streams the file with Transfer-Encoding: chunked.
-    let chunked = body_of(&curl(&["-H", "Transfer-Encoding: chunked", "--data-binary", &format!("@{path}"), &format!("{url}/echo")]));
+    let chunked = body_of(&curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{path}"),
+        &format!("{url}/echo"),
+    ]));
     assert_eq!(chunked, data);
     // Expect: 100-continue: curl waits for the interim response before sending.
     let out = curl(&["-v", "-H", "Expect: 100-continue", "--data-binary", &format!("@{path}"), &format!("{url}/echo")]);
@@ -52,7 +58,10 @@ async fn http1_chunked_upload_and_expect_continue() {
     let verbose = String::from_utf8_lossy(&out.stderr);
     assert!(verbose.contains("HTTP/1.1 100 Continue"), "no 100 Continue seen:\n{verbose}");
     let spans = spans(&proxy, 2).await;
-    assert!(spans.iter().all(|s| s.request_body_size == data.len() as u64 && s.response_body_size == data.len() as u64), "{spans:#?}");
+    assert!(
+        spans.iter().all(|s| s.request_body_size == data.len() as u64 && s.response_body_size == data.len() as u64),
+        "{spans:#?}"
+    );
     // The app saw the request as curl sent it, hop-by-hop headers aside.
     let seen = app.last();
     assert_eq!(seen.headers["expect"], "100-continue");
@@ -66,7 +75,10 @@ async fn http1_keep_alive_and_http10() {
     // Two requests on one client connection: curl reports one connect.
     let out = curl(&["-w", "|connects=%{num_connects}|", &format!("{url}/"), &format!("{url}/status/200")]);
     let text = String::from_utf8_lossy(&body_of(&out)).to_string();
-    assert_eq!(text, "hello from the app\n|connects=1|status 200\n|connects=0|", "the second request should reuse the connection");
+    assert_eq!(
+        text, "hello from the app\n|connects=1|status 200\n|connects=0|",
+        "the second request should reuse the connection"
+    );
     let d = body_of(&curl(&["--http1.0", &format!("http://{}/bytes/5000", app.addr)]));
     let p = body_of(&curl(&["--http1.0", &format!("{url}/bytes/5000")]));
     assert_eq!(d, p);
@@ -109,15 +121,24 @@ async fn trailers_pass_through_http1_and_h2() {
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get("/trailers").header("host", "app").header("te", "trailers").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let req = http::Request::get("/trailers")
+        .header("host", "app")
+        .header("te", "trailers")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let collected = resp.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().expect("HTTP/1 trailers")["x-checksum"], "abc");
     // HTTP/2.
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{addr}/trailers")).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let req = http::Request::get(format!("http://{addr}/trailers"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let collected = resp.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().expect("h2 trailers")["x-checksum"], "abc");
@@ -149,7 +170,8 @@ async fn websocket_upgrade_end_to_end() {
     use tokio_tungstenite::tungstenite::Message;
     let app = websocket_echo_app().await;
     let proxy = proxy_for(app).await;
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.inbound.unwrap())).await.unwrap();
+    let (mut ws, resp) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.inbound.unwrap())).await.unwrap();
     assert_eq!(resp.status(), 101);
     let binary: Vec<u8> = pattern(100_000);
     ws.send(Message::text("hello websocket")).await.unwrap();
@@ -190,7 +212,10 @@ async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_and_bidi_streaming() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
     let app = grpc_app().await;
     let proxy = proxy_for(app).await;
     let (direct, proxied) = (channel(app).await, channel(proxy.inbound.unwrap()).await);
@@ -209,14 +234,25 @@ async fn grpc_unary_and_bidi_streaming() {
     for ch in [direct, proxied] {
         let mut client = ServerReflectionClient::new(ch);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut responses = client.server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut responses =
+            client.server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
         let mut got = Vec::new();
         for symbol in ["grpc.health.v1.Health", "grpc.health.v1.HealthCheckRequest"] {
-            tx.send(ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())) }).await.unwrap();
+            tx.send(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+            })
+            .await
+            .unwrap();
             // Each answer arrives before the next request is sent.
             got.push(format!("{:?}", responses.message().await.unwrap().unwrap().message_response));
         }
-        tx.send(ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) }).await.unwrap();
+        tx.send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .unwrap();
         got.push(format!("{:?}", responses.message().await.unwrap().unwrap().message_response));
         drop(tx);
         assert!(responses.message().await.unwrap().is_none());
@@ -226,7 +262,10 @@ async fn grpc_unary_and_bidi_streaming() {
     assert!(answers[1][2].contains("grpc.health.v1.Health"));
 
     let spans = spans(&proxy, 3).await;
-    let unary_ok = spans.iter().find(|s| s.uri.path() == "/grpc.health.v1.Health/Check" && s.grpc_status == Some(0)).expect("unary span");
+    let unary_ok = spans
+        .iter()
+        .find(|s| s.uri.path() == "/grpc.health.v1.Health/Check" && s.grpc_status == Some(0))
+        .expect("unary span");
     assert!(!unary_ok.is_error());
     let not_found = spans.iter().find(|s| s.grpc_status == Some(5)).expect("NOT_FOUND span");
     // NOT_FOUND is the caller's problem: not an error on a SERVER span.

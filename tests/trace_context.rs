@@ -40,7 +40,8 @@ async fn valid_traceparent_joins_the_trace() {
 
     // What /api/traces shows for it, as OTLP/JSON.
     let admin = proxy.admin.unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&curl(&[&format!("http://{admin}/api/traces/{TRACE}")]).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&curl(&[&format!("http://{admin}/api/traces/{TRACE}")]).stdout).unwrap();
     let s = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     assert_eq!(s["traceId"], TRACE);
     assert_eq!(s["parentSpanId"], PARENT);
@@ -51,7 +52,13 @@ async fn valid_traceparent_joins_the_trace() {
     assert_eq!(attr("url.query").unwrap()["stringValue"], "token=REDACTED&page=2");
     assert_eq!(attr("http.route").unwrap()["stringValue"], "/users/{id}");
     let resource = &json["resourceSpans"][0]["resource"]["attributes"];
-    assert!(resource.as_array().unwrap().iter().any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "test-service"));
+    assert!(
+        resource
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "test-service")
+    );
 }
 
 /// At least twenty malformed contexts: each request succeeds, starts a new
@@ -86,7 +93,7 @@ async fn malformed_context_starts_a_new_trace() {
         vec![("b3", format!("{t}-{}", "0".repeat(16)))],
         vec![("b3", format!("{}-{p}-1", "0".repeat(32)))],
         vec![("b3", format!("{t}-{p}-x"))],
-        vec![("b3", format!("{t}"))],
+        vec![("b3", t.to_string())],
         vec![("x-b3-traceid", "nothex".into()), ("x-b3-spanid", p.into())],
         vec![("x-b3-traceid", t.into())],
     ];
@@ -110,7 +117,8 @@ async fn malformed_context_starts_a_new_trace() {
         assert!(span.parent_span_id.is_none(), "case {i} {headers:?} kept a parent");
         assert_ne!(span.trace_id.to_string(), TRACE, "case {i} {headers:?} kept the trace id");
         let tp = app.last().headers["traceparent"].to_str().unwrap().to_string();
-        let (trace, parent, _) = parse_traceparent(tp.as_bytes()).unwrap_or_else(|| panic!("case {i}: bad traceparent sent {tp}"));
+        let (trace, parent, _) =
+            parse_traceparent(tp.as_bytes()).unwrap_or_else(|| panic!("case {i}: bad traceparent sent {tp}"));
         assert_eq!((trace, parent), (span.trace_id, span.span_id), "case {i}");
     }
 }
@@ -130,7 +138,15 @@ async fn b3_in_b3_out() {
     assert!(!seen.headers.contains_key("x-b3-traceid"), "no multi headers were sent, none come back");
 
     // Multi headers, 64-bit trace id, sampled: written back as 64-bit multi headers.
-    curl(&["-H", "X-B3-TraceId: a3ce929d0e0e4736", "-H", &format!("X-B3-SpanId: {PARENT}"), "-H", "X-B3-Sampled: 1", &format!("{url}/multi")]);
+    curl(&[
+        "-H",
+        "X-B3-TraceId: a3ce929d0e0e4736",
+        "-H",
+        &format!("X-B3-SpanId: {PARENT}"),
+        "-H",
+        "X-B3-Sampled: 1",
+        &format!("{url}/multi"),
+    ]);
     let span = spans(&proxy, 2).await.pop().unwrap();
     assert_eq!(span.trace_id.to_string(), "0000000000000000a3ce929d0e0e4736");
     assert_eq!(span.parent_span_id.unwrap().to_string(), PARENT);
@@ -167,9 +183,15 @@ async fn no_context_starts_a_trace_and_outbound_makes_client_spans() {
 async fn secrets_never_reach_spans_or_logs() {
     let app = echo_app().await;
     let (proxy, url) = inbound_for(&app).await;
-    curl(&["-H", "Authorization: Bearer topsecret-1", "-H", "Cookie: session=topsecret-2", &format!("{url}/status/200?api_key=topsecret-3")]);
+    curl(&[
+        "-H",
+        "Authorization: Bearer topsecret-1",
+        "-H",
+        "Cookie: session=topsecret-2",
+        &format!("{url}/status/200?api_key=topsecret-3"),
+    ]);
     let span = spans(&proxy, 1).await.pop().unwrap();
-    let otlp = serde_json::to_string(&proxy.encoder.request(&[span.clone()])).unwrap();
+    let otlp = serde_json::to_string(&proxy.encoder.request(std::slice::from_ref(&span))).unwrap();
     let mut line = String::new();
     sidetrace::access_log::format_line(&span, sidetrace::config::AccessLogFormat::Json, &mut line);
     sidetrace::access_log::format_line(&span, sidetrace::config::AccessLogFormat::Text, &mut line);

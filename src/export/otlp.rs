@@ -12,7 +12,9 @@ use http::{Method, Version};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
+};
 use std::time::UNIX_EPOCH;
 
 /// What the conversion needs besides the spans.
@@ -173,9 +175,14 @@ pub fn protocol_version(v: Version) -> &'static str {
 /// `server.address`/`server.port`: the authority the client asked for
 /// (Host or `:authority`), else the upstream it went to.
 fn server_address(s: &SpanRecord) -> (Option<String>, Option<u16>) {
-    if let Some(auth) = s.host.as_ref().and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<http::uri::Authority>().ok()) {
+    if let Some(auth) =
+        s.host.as_ref().and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<http::uri::Authority>().ok())
+    {
         let default = if s.scheme_https { 443 } else { 80 };
-        return (Some(auth.host().trim_start_matches('[').trim_end_matches(']').to_string()), Some(auth.port_u16().unwrap_or(default)));
+        return (
+            Some(auth.host().trim_start_matches('[').trim_end_matches(']').to_string()),
+            Some(auth.port_u16().unwrap_or(default)),
+        );
     }
     match &s.upstream {
         Some(crate::trace::Upstream::Addr(a)) => (Some(a.ip().to_string()), Some(a.port())),

@@ -29,7 +29,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoDestination | ProxyError::BadRequest(_) | ProxyError::RequestBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoDestination | ProxyError::BadRequest(_) | ProxyError::RequestBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::ConnectionRefused
             | ProxyError::ConnectFailed(_)
             | ProxyError::UpstreamReset(_)
@@ -66,7 +68,9 @@ impl ProxyError {
             return ProxyError::UpstreamProtocol(e);
         }
         // A failing request body surfaces as a user body error.
-        if e.is_user() || e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_body_write_aborted())) {
+        if e.is_user()
+            || e.source().is_some_and(|s| s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_body_write_aborted()))
+        {
             return ProxyError::RequestBody(e);
         }
         ProxyError::UpstreamReset(e)

@@ -45,7 +45,12 @@ impl Pool {
         if h2 { self.send_h2(dest, req).await } else { self.send_h1(dest, req, upgrade).await }
     }
 
-    async fn send_h1(self: &Arc<Self>, dest: &Upstream, mut req: Request<ForwardBody>, upgrade: bool) -> Result<Response<Incoming>, ProxyError> {
+    async fn send_h1(
+        self: &Arc<Self>,
+        dest: &Upstream,
+        mut req: Request<ForwardBody>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, ProxyError> {
         loop {
             let (mut sender, reused) = match self.checkout_h1(dest) {
                 Some(s) => (s, true),

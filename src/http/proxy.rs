@@ -44,7 +44,11 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnMeta>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnMeta>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let start = SystemTime::now();
     let started = Instant::now();
     let ctx = context::extract(req.headers());
@@ -55,7 +59,11 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnMeta>, mut req: Request<I
     };
     let h2 = req.version() == Version::HTTP_2;
     let dest = destination(&shared, &conn, &req);
-    let host = req.headers().get(HOST).cloned().or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = req
+        .headers()
+        .get(HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     let span = SpanRecord {
         trace_id,
         span_id,
@@ -117,7 +125,8 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnMeta>, mut req: Request<I
     if let Some(code) = grpc_status(resp.headers()) {
         rec.set_grpc_status(code);
     }
-    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS || (method_is_connect && resp.status().is_success());
+    let switched =
+        resp.status() == StatusCode::SWITCHING_PROTOCOLS || (method_is_connect && resp.status().is_success());
     if let (Some(client_upgrade), true) = (client_upgrade, switched) {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let (parts, _) = resp.into_parts();
@@ -185,7 +194,12 @@ fn local_error(e: ProxyError, mut rec: InFlight) -> Response<ProxyBody> {
     resp
 }
 
-async fn connect_tunnel(shared: &Shared, dest: &Upstream, mut req: Request<Incoming>, mut rec: InFlight) -> Response<ProxyBody> {
+async fn connect_tunnel(
+    shared: &Shared,
+    dest: &Upstream,
+    mut req: Request<Incoming>,
+    mut rec: InFlight,
+) -> Response<ProxyBody> {
     match shared.pool.connect(dest).await {
         Ok(sock) => {
             rec.set_status(200);

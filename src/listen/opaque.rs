@@ -7,7 +7,13 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-pub async fn relay(mut client: TcpStream, prefix: BytesMut, target: SocketAddr, connect_timeout: Duration, sni: Option<&str>) {
+pub async fn relay(
+    mut client: TcpStream,
+    prefix: BytesMut,
+    target: SocketAddr,
+    connect_timeout: Duration,
+    sni: Option<&str>,
+) {
     let upstream = match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -25,7 +31,9 @@ pub async fn relay(mut client: TcpStream, prefix: BytesMut, target: SocketAddr, 
         return;
     }
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tracing::debug!(%target, sni, bytes_up = up + prefix.len() as u64, bytes_down = down, "opaque connection closed"),
+        Ok((up, down)) => {
+            tracing::debug!(%target, sni, bytes_up = up + prefix.len() as u64, bytes_down = down, "opaque connection closed")
+        }
         Err(e) => tracing::debug!(%target, sni, error = %e, "opaque connection ended with an error"),
     }
 }

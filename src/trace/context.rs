@@ -63,12 +63,7 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         if tp.next().is_none()
             && let Some((trace_id, span_id, sampled)) = parse_traceparent(first.as_bytes())
         {
-            out.parent = Some(Parent {
-                trace_id,
-                span_id,
-                sampled,
-                tracestate: valid_tracestate(headers),
-            });
+            out.parent = Some(Parent { trace_id, span_id, sampled, tracestate: valid_tracestate(headers) });
         }
     }
     if let Some(b3) = headers.get(&B3) {
@@ -108,8 +103,7 @@ pub fn parse_traceparent(v: &[u8]) -> Option<(TraceId, SpanId, bool)> {
         return None;
     }
     let version = &v[0..2];
-    if version == b"ff" || !version.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-    {
+    if version == b"ff" || !version.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
         return None;
     }
     if version == b"00" && v.len() != 55 {
@@ -186,9 +180,7 @@ fn trim_ows(s: &[u8]) -> &[u8] {
 fn tracestate_key_ok(key: &[u8]) -> bool {
     let body = |c: &u8| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
     match key.iter().position(|&c| c == b'@') {
-        None => {
-            key.len() <= 256 && key.first().is_some_and(u8::is_ascii_lowercase) && key.iter().all(body)
-        }
+        None => key.len() <= 256 && key.first().is_some_and(u8::is_ascii_lowercase) && key.iter().all(body),
         Some(at) => {
             let (tenant, system) = (&key[..at], &key[at + 1..]);
             (1..=241).contains(&tenant.len())
@@ -264,10 +256,7 @@ fn parse_b3_multi(h: &HeaderMap) -> Option<B3> {
     };
     let (trace_id, is64) = b3_trace_id(trace.as_bytes())?;
     let span_id = SpanId::from_hex(h.get(&X_B3_SPANID)?.as_bytes(), false).filter(SpanId::is_valid)?;
-    Some(B3::Context(
-        Parent { trace_id, span_id, sampled: sampled.unwrap_or(true), tracestate: None },
-        is64,
-    ))
+    Some(B3::Context(Parent { trace_id, span_id, sampled: sampled.unwrap_or(true), tracestate: None }, is64))
 }
 
 /// Writes the outgoing context in W3C form and in every B3 form the

@@ -140,7 +140,10 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
         ("trailers", _) => {
             let mut trailers = HeaderMap::new();
             trailers.insert("x-checksum", "abc".parse().unwrap());
-            let frames = vec![Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"body before trailers\n"))), Ok(Frame::trailers(trailers))];
+            let frames = vec![
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"body before trailers\n"))),
+                Ok(Frame::trailers(trailers)),
+            ];
             let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))));
             // HTTP/1 sends only the trailer fields announced up front.
             r.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
@@ -148,7 +151,8 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
         }
         ("status", Some(code)) => {
             let mut r = Response::new(full(format!("status {code}\n")));
-            *r.status_mut() = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            *r.status_mut() =
+                code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
             r
         }
         ("slow", Some(ms)) => {
@@ -156,11 +160,8 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
             Response::new(full("slow hello\n"))
         }
         ("headers", _) => {
-            let mut lines: Vec<String> = req
-                .headers()
-                .iter()
-                .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("<binary>")))
-                .collect();
+            let mut lines: Vec<String> =
+                req.headers().iter().map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("<binary>"))).collect();
             lines.sort();
             Response::new(full(lines.join("\n") + "\n"))
         }

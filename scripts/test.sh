@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian 12 machine that already has
+# the Rust toolchain, then runs the checks: rustfmt, clippy, every test.
+#
+# Idempotent: when every package is present it touches neither apt nor the
+# network and goes straight to cargo. The transparent-mode test
+# (tests/transparent.rs) needs root for network namespaces and iptables; run
+# as another user it prints why and skips.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# curl: the tests' HTTP client; iptables + iproute2: transparent mode in
+# network namespaces; python3: the test app; ca-certificates: for curl.
+packages=(curl iptables iproute2 python3 ca-certificates)
+
+installed() {
+    local status
+    status=$(dpkg -s "$1" 2>/dev/null || true)
+    [[ $status == *"Status: install ok installed"* ]]
+}
+
+missing=()
+for p in "${packages[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]} > 0)); then
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "scripts/test.sh: missing packages (${missing[*]}) and not root, and sudo is not installed" >&2
+            exit 1
+        fi
+        sudo=(sudo)
+    fi
+    echo "==> installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# rustfmt and clippy are rustup components a minimal toolchain may lack.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+        echo "==> adding the rustfmt and clippy components"
+        rustup component add rustfmt clippy
+    fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+echo "==> cargo test --all-targets"
+cargo test --all-targets
