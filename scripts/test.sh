@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # curl: the tests' HTTP client; iptables + iproute2: transparent mode in
-# network namespaces; python3: the test app; ca-certificates: for curl.
-packages=(curl iptables iproute2 python3 ca-certificates)
+# network namespaces; python3: the test app; ca-certificates: for curl;
+# openssl: a TLS server for the passthrough test.
+packages=(curl iptables iproute2 python3 ca-certificates openssl)
 
 installed() {
     local status

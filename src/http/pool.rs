@@ -23,8 +23,27 @@ const MAX_IDLE_PER_DEST: usize = 64;
 
 pub struct Pool {
     h1_idle: Mutex<HashMap<Upstream, Vec<http1::SendRequest<ForwardBody>>>>,
-    h2: Mutex<HashMap<Upstream, http2::SendRequest<ForwardBody>>>,
+    h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
     connect_timeout: Duration,
+}
+
+/// One shared HTTP/2 connection per destination. `connecting` makes
+/// concurrent first requests wait for one handshake instead of each
+/// opening a connection of its own.
+#[derive(Default)]
+struct H2Slot {
+    conn: Mutex<Option<http2::SendRequest<ForwardBody>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl H2Slot {
+    fn live(&self) -> Option<http2::SendRequest<ForwardBody>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    fn set(&self, s: http2::SendRequest<ForwardBody>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
 }
 
 impl Pool {
@@ -110,23 +129,29 @@ impl Pool {
     }
 
     async fn send_h2(&self, dest: &Upstream, req: Request<ForwardBody>) -> Result<Response<Incoming>, ProxyError> {
-        let cached = {
-            let h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-            h2.get(dest).filter(|s| !s.is_closed()).cloned()
-        };
-        let mut sender = match cached {
+        let slot = self.h2.lock().unwrap_or_else(|p| p.into_inner()).entry(dest.clone()).or_default().clone();
+        let mut sender = match slot.live() {
             Some(s) => s,
-            None => {
-                let s = self.connect_h2(dest).await?;
-                self.h2.lock().unwrap_or_else(|p| p.into_inner()).insert(dest.clone(), s.clone());
-                s
-            }
+            None => self.h2_connection(&slot, dest).await?,
         };
         if sender.ready().await.is_err() {
-            sender = self.connect_h2(dest).await?;
-            self.h2.lock().unwrap_or_else(|p| p.into_inner()).insert(dest.clone(), sender.clone());
+            sender = self.h2_connection(&slot, dest).await?;
         }
         sender.send_request(req).await.map_err(ProxyError::from_hyper)
+    }
+
+    async fn h2_connection(
+        &self,
+        slot: &H2Slot,
+        dest: &Upstream,
+    ) -> Result<http2::SendRequest<ForwardBody>, ProxyError> {
+        let _one_handshake = slot.connecting.lock().await;
+        if let Some(s) = slot.live() {
+            return Ok(s);
+        }
+        let s = self.connect_h2(dest).await?;
+        slot.set(s.clone());
+        Ok(s)
     }
 
     async fn connect_h2(&self, dest: &Upstream) -> Result<http2::SendRequest<ForwardBody>, ProxyError> {

@@ -51,6 +51,8 @@ pub struct Seen {
 pub struct App {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections the app has accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl App {
@@ -78,10 +80,12 @@ pub async fn echo_app() -> App {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let app = App { addr, seen: seen.clone() };
+    let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let app = App { addr, seen: seen.clone(), connections: connections.clone() };
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else { continue };
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let seen = seen.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {

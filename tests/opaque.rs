@@ -1,0 +1,163 @@
+//! What is not plain HTTP passes untouched: TLS, unknown client-first
+//! protocols, server-first protocols (by port or after the detection
+//! timeout), and CONNECT tunnels through the outbound proxy. Upstream
+//! connections are pooled.
+
+mod support;
+
+use sidetrace::config::Config;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Echoes whatever it reads; greets first if `greeting` is set.
+async fn tcp_app(greeting: Option<&'static [u8]>) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Some(g) = greeting {
+                    let _ = s.write_all(g).await;
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf)).await.expect("no answer in time").unwrap();
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_client_first_protocol_is_relayed() {
+    let app = tcp_app(None).await;
+    let proxy = proxy_for(app).await;
+    let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
+    let payload = b"\x00\x01binary protocol, not HTTP\r\n\xff";
+    s.write_all(payload).await.unwrap();
+    assert_eq!(read_exactly(&mut s, payload.len()).await, payload);
+    s.write_all(b"second message").await.unwrap();
+    assert_eq!(read_exactly(&mut s, 14).await, b"second message");
+    assert!(proxy.ring.is_empty(), "opaque traffic makes no HTTP span");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_first_protocols_by_port_and_by_timeout() {
+    // The app's port is an opaque port: the greeting comes at once.
+    let app = tcp_app(Some(b"220 smtp ready\r\n")).await;
+    let mut config = Config::local(app, "server-first");
+    config.opaque_ports = vec![app.port()];
+    let proxy = proxy_with(config).await;
+    let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
+    assert_eq!(read_exactly(&mut s, 16).await, b"220 smtp ready\r\n");
+
+    // Any other port: detection waits for the client, gives up, relays.
+    let mut config = Config::local(app, "server-first-timeout");
+    config.detect_timeout = Duration::from_millis(200);
+    let proxy = proxy_with(config).await;
+    let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
+    assert_eq!(read_exactly(&mut s, 16).await, b"220 smtp ready\r\n");
+    s.write_all(b"EHLO x\r\n").await.unwrap();
+    assert_eq!(read_exactly(&mut s, 8).await, b"EHLO x\r\n");
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passes_through_untouched() {
+    let dir = std::env::temp_dir().join(format!("sidetrace-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=app.example.test"])
+        .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
+        .output()
+        .expect("openssl is installed");
+    assert!(made.status.success(), "{made:?}");
+    let port = closed_port().port();
+    let _server = Child(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-www", "-quiet"])
+            .args(["-cert", cert.to_str().unwrap(), "-key", key.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy = proxy_for(([127, 0, 0, 1], port).into()).await;
+    let inbound = proxy.inbound.unwrap();
+    let out = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "--resolve",
+        &format!("app.example.test:{}:127.0.0.1", inbound.port()),
+        &format!("https://app.example.test:{}/", inbound.port()),
+    ]);
+    // The certificate verifies: the client talked TLS to the app itself.
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("s_server"), "{out:?}");
+    assert!(proxy.ring.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_tunnels_through_the_outbound_proxy() {
+    let app = echo_app().await;
+    let proxy = proxy_for(closed_port()).await;
+    let out = curl(&[
+        "-p",
+        "-x",
+        &format!("http://{}", proxy.outbound.unwrap()),
+        &format!("http://{}/bytes/100000", app.addr),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, pattern(100_000));
+    // Inside the tunnel the proxy sees bytes, not requests: one CONNECT span.
+    let span = spans(&proxy, 1).await.pop().unwrap();
+    assert_eq!(span.method, http::Method::CONNECT);
+    assert_eq!(span.status, Some(200));
+    assert!(span.response_body_size >= 100_000, "{span:#?}");
+    assert!(!app.last().headers.contains_key("traceparent"), "nothing is injected into a tunnel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_pooled() {
+    let app = echo_app().await;
+    let (proxy, url) = inbound_for(&app).await;
+    // Twenty client connections, one after the other.
+    for i in 0..20 {
+        let out = curl(&[&format!("{url}/n/{i}")]);
+        assert!(out.status.success());
+    }
+    spans(&proxy, 20).await;
+    let upstream = app.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(upstream <= 2, "20 sequential requests opened {upstream} upstream connections");
+    // HTTP/2: concurrent streams share one upstream connection.
+    let before = app.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let urls: Vec<String> = (0..10).map(|i| format!("{url}/slow/{}", 50 + i)).collect();
+    let mut args = vec!["--http2-prior-knowledge", "--parallel", "--parallel-immediate"];
+    args.extend(urls.iter().map(String::as_str));
+    assert!(curl(&args).status.success());
+    spans(&proxy, 30).await;
+    let h2_conns = app.connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(h2_conns, 1, "ten concurrent h2 streams used {h2_conns} upstream connections");
+}
