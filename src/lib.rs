@@ -76,7 +76,7 @@ impl Sidecar {
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (inbound_addr, outbound_addr, admin_addr) = (local(&inbound), local(&outbound), local(&admin));
 
-        let pipeline = Pipeline::new(config.queue_size, config.trace_buffer);
+        let pipeline = Pipeline::new(config.queue_size, config.trace_buffer, config.export.keep_slower_than);
         let (ring, stats, sink) = (pipeline.ring.clone(), pipeline.stats.clone(), pipeline.sink.clone());
         let routes = Arc::new(config.routes.clone());
         let encoder = Arc::new(Encoder {
@@ -86,6 +86,11 @@ impl Sidecar {
         });
         let exporter = tokio::spawn(pipeline.run());
         let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
+        let sampler = Arc::new(trace::sampling::Sampler::new(
+            config.export.parent_based,
+            config.export.sampling_ratio,
+            config.export.sampling_rate_limit,
+        ));
         let (signal, watch) = drain::channel();
         let shared = |direction| {
             Arc::new(http::Shared {
@@ -99,6 +104,7 @@ impl Sidecar {
                 sink: sink.clone(),
                 access_log: access_log.clone(),
                 routes: routes.clone(),
+                sampler: sampler.clone(),
             })
         };
         if let Some(l) = inbound {

@@ -99,12 +99,14 @@ impl Drop for Child {
 /// The proxy as its own process, so its memory is its own.
 fn spawn_proxy(app: std::net::SocketAddr) -> (Child, String) {
     let port = closed_port().port();
-    let child = Child(Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-        .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
-        .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
+    let child = Child(
+        Command::new(env!("CARGO_BIN_EXE_sidetrace"))
+            .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
+            .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -127,15 +127,22 @@ async fn malformed_context_starts_a_new_trace() {
 async fn b3_in_b3_out() {
     let app = echo_app().await;
     let (proxy, url) = inbound_for(&app).await;
-    // Single header, 128-bit, not sampled.
+    // Single header, 128-bit, not sampled: forwarded as such, and not
+    // recorded (the caller decided against sampling this trace).
     curl(&["-H", &format!("b3: {TRACE}-{PARENT}-0"), &format!("{url}/single")]);
+    let seen = app.last();
+    let b3 = seen.headers["b3"].to_str().unwrap().to_string();
+    let parts: Vec<&str> = b3.split('-').collect();
+    assert_eq!((parts[0], parts[2], parts[3]), (TRACE, "0", PARENT), "{b3}");
+    assert_eq!(seen.headers["traceparent"], format!("00-{TRACE}-{}-00", parts[1]));
+    assert!(!seen.headers.contains_key("x-b3-traceid"), "no multi headers were sent, none come back");
+    // Sampled: recorded, and the app's b3 names the recorded span.
+    curl(&["-H", &format!("b3: {TRACE}-{PARENT}-1"), &format!("{url}/single")]);
     let span = spans(&proxy, 1).await.pop().unwrap();
     assert_eq!(span.trace_id.to_string(), TRACE);
-    assert!(!span.sampled);
-    let seen = app.last();
-    assert_eq!(seen.headers["b3"], format!("{TRACE}-{}-0-{PARENT}", span.span_id));
-    assert_eq!(seen.headers["traceparent"], format!("00-{TRACE}-{}-00", span.span_id));
-    assert!(!seen.headers.contains_key("x-b3-traceid"), "no multi headers were sent, none come back");
+    assert!(span.sampled);
+    assert_eq!(app.last().headers["b3"], format!("{TRACE}-{}-1-{PARENT}", span.span_id));
+    assert_eq!(proxy.ring.len(), 1, "the unsampled request left no span");
 
     // Multi headers, 64-bit trace id, sampled: written back as 64-bit multi headers.
     curl(&[

@@ -1,12 +1,21 @@
-//! Transparent inbound mode, end to end: a client in one network namespace
-//! calls the app's own port in another; an iptables REDIRECT sends the
-//! connection to the real `sidetrace` binary, which learns the original port
-//! from `SO_ORIGINAL_DST`, forwards to the app and records a SERVER span.
+//! Transparent mode, end to end, in both directions, with the real
+//! `sidetrace` binary and real iptables REDIRECT rules.
 //!
-//! The test builds its own world and tears it down in `Drop`: two network
-//! namespaces, a veth pair in 10.213.0.0/30, the app, the proxy. It needs
-//! root, `ip netns` and iptables; without them it says why and skips. Every
-//! other failure fails the test.
+//! Inbound: a client in one network namespace calls the app's own port in
+//! another; a PREROUTING REDIRECT sends the connection to the proxy, which
+//! learns the original port from `SO_ORIGINAL_DST`, forwards to the app and
+//! records a SERVER span.
+//!
+//! Outbound: the app in the pod namespace calls a server in the other
+//! namespace; a nat OUTPUT REDIRECT, which spares the proxy's own uid (as
+//! Istio does), sends the connection to the proxy's outbound listener, which
+//! forwards it to the original destination with a `traceparent` and records
+//! a CLIENT span.
+//!
+//! Each test builds its own world and tears it down in `Drop`: two network
+//! namespaces, a veth pair in 10.213.0.0/30, the processes. They need root,
+//! `ip netns` and iptables (and `setpriv` for the outbound one); without them
+//! they say why and skip. Every other failure fails the test.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -18,7 +27,8 @@ use std::thread::sleep;
 use std::time::Duration;
 
 /// The test's own /30: the client end and the pod end of the veth pair.
-/// Nothing else is ever addressed.
+/// Nothing else is ever addressed. Each test has namespaces of its own, so
+/// both can use the same addresses and ports at once.
 const CLIENT_IP: &str = "10.213.0.1";
 const POD_IP: &str = "10.213.0.2";
 const PREFIX_LEN: &str = "30";
@@ -26,6 +36,37 @@ const APP_PORT: u16 = 8080;
 const INBOUND_PORT: u16 = 15006;
 const ADMIN: &str = "127.0.0.1:15020";
 const BODY: &str = "hello from the app behind a transparent sidetrace\n";
+
+/// The server the app calls in the outbound test, in the client namespace.
+const SERVER_PORT: u16 = 9090;
+const OUTBOUND_PORT: u16 = 15001;
+/// The proxy's own uid in the outbound test; the OUTPUT rule spares its
+/// connections, so they leave for the original destination and do not loop.
+const PROXY_UID: &str = "1337";
+const SERVER_BODY: &str = "hello from a server outside the pod\n";
+/// Serves `SERVER_BODY` for any GET and appends the path and every
+/// `traceparent` it received to a JSON-lines file, before it answers.
+const SERVER_PY: &str = r#"import http.server, json, sys
+
+bind, port, body, record = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        seen = {"path": self.path, "traceparent": self.headers.get_all("traceparent", [])}
+        with open(record, "a") as f:
+            f.write(json.dumps(seen) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.ThreadingHTTPServer((bind, port), Handler).serve_forever()
+"#;
 
 /// Everything the test created; dropping it removes all of it, panic or not.
 struct Lab {
@@ -89,6 +130,7 @@ impl Lab {
     /// Starts a long-running process inside `ns`. `ip netns exec` execs the
     /// command in place, so the child's pid is the process itself; it also
     /// dies with the test thread (PR_SET_PDEATHSIG) should `Drop` never run.
+    /// (A uid change clears that signal: give `setpriv` `--pdeathsig KILL`.)
     fn spawn(&mut self, name: &'static str, ns: &str, args: &[&str], stdout: Stdio, stderr: Stdio) {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]).args(args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
@@ -105,6 +147,68 @@ impl Lab {
         self.children.push((name, child));
     }
 
+    /// Starts the real binary in the pod namespace, as an injector would
+    /// run it (`command` ends with the path of the binary; anything before
+    /// it, such as `setpriv`, wraps it), collects its output and waits
+    /// until its admin server says it is ready.
+    fn start_proxy(&mut self, command: &[&str], flags: &[&str]) {
+        let pod = self.pod_ns.clone();
+        let args: Vec<&str> = command.iter().chain(["run"].iter()).chain(flags).copied().collect();
+        self.spawn("proxy", &pod, &args, Stdio::piped(), Stdio::piped());
+        let proxy = &mut self.children.last_mut().expect("proxy child").1;
+        let (stdout, stderr) = (proxy.stdout.take(), proxy.stderr.take());
+        self.proxy_stdout = collect(stdout.expect("proxy stdout"));
+        self.proxy_stderr = collect(stderr.expect("proxy stderr"));
+
+        let ready_url = format!("http://{ADMIN}/ready");
+        let ready = self.wait_for(&["proxy"], |lab| {
+            let out = lab.exec(&lab.pod_ns, &["curl", "-s", "--max-time", "2", &ready_url]);
+            (out.status.success() && text(&out).trim() == "ready").then_some(())
+        });
+        assert!(ready.is_some(), "the proxy never became ready\n{}", self.diagnostics());
+    }
+
+    /// Asks `probe` every 100 ms, for up to 10 s, as long as every process
+    /// named in `watched` is still running.
+    fn wait_for<T>(&mut self, watched: &[&str], mut probe: impl FnMut(&Lab) -> Option<T>) -> Option<T> {
+        for _ in 0..100 {
+            for name in watched {
+                self.assert_running(name);
+            }
+            if let Some(found) = probe(self) {
+                return Some(found);
+            }
+            sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// The span whose `url.path` is `path`, from the admin API (the export
+    /// task fills the ring asynchronously, so poll).
+    fn span_for(&mut self, path: &str) -> Value {
+        let traces_url = format!("http://{ADMIN}/api/traces?limit=10");
+        let mut last = String::new();
+        let found = self.wait_for(&["proxy"], |lab| {
+            let out = lab.must(&lab.pod_ns, &["curl", "-sS", "--fail", "--max-time", "2", &traces_url]);
+            last = text(&out);
+            let doc: Value =
+                serde_json::from_str(&last).unwrap_or_else(|e| panic!("/api/traces is not JSON ({e}): {last}"));
+            let spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().cloned().unwrap_or_default();
+            spans.into_iter().find(|s| string_attr(s, "url.path") == Some(path))
+        });
+        found.unwrap_or_else(|| panic!("no span for {path} in /api/traces: {last}\n{}", self.diagnostics()))
+    }
+
+    /// The access log line for `path` on the proxy's stdout (written by
+    /// its own thread, so poll).
+    fn access_log_line(&mut self, path: &str) -> Value {
+        let found = self.wait_for(&[], |lab| {
+            let lines = lab.proxy_stdout.lock().unwrap();
+            lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["path"] == path)
+        });
+        found.unwrap_or_else(|| panic!("no access log line for {path}\n{}", self.diagnostics()))
+    }
+
     /// Panics with the process's own words if `name` has exited.
     fn assert_running(&mut self, name: &str) {
         let diagnostics = self.diagnostics();
@@ -114,37 +218,51 @@ impl Lab {
         }
     }
 
+    /// The proxy's output and every `*.log` file in the test's directory.
     fn diagnostics(&self) -> String {
-        let app_log = std::fs::read_to_string(self.dir.join("app.log")).unwrap_or_default();
-        format!(
-            "proxy stdout:\n{}\nproxy stderr:\n{}\napp log:\n{app_log}",
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = format!(
+            "proxy stdout:\n{}\nproxy stderr:\n{}",
             self.proxy_stdout.lock().unwrap().join("\n"),
             self.proxy_stderr.lock().unwrap().join("\n"),
-        )
+        );
+        for log in logs {
+            let name = log.file_name().unwrap_or_default().to_string_lossy();
+            let content = std::fs::read_to_string(&log).unwrap_or_default();
+            out.push_str(&format!("\n{name}:\n{content}"));
+        }
+        out
     }
 }
 
-/// Builds the namespaces, the veth pair and the redirect rule. `Err` is a
-/// reason to skip: the machine does not allow this kind of test.
-fn lab() -> Result<Lab, String> {
+/// Builds the namespaces and the veth pair, and appends `nat_rules` (each
+/// the arguments of one `iptables -t nat` call) in the pod namespace. `Err`
+/// is a reason to skip: the machine does not allow this kind of test, or
+/// lacks one of `tools`. `tag` keeps the names of concurrent tests apart.
+fn lab(tag: &str, tools: &[&str], nat_rules: &[String]) -> Result<Lab, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("not running as root (network namespaces and iptables need it)".into());
     }
-    match Command::new("iptables").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => return Err(format!("`iptables --version` failed ({s})")),
-        Err(e) => return Err(format!("iptables is not installed ({e})")),
+    for tool in ["iptables"].iter().chain(tools) {
+        match Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => return Err(format!("`{tool} --version` failed ({s})")),
+            Err(e) => return Err(format!("{tool} is not installed ({e})")),
+        }
     }
 
     let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("sidetrace-transparent-{pid}"));
+    let dir = std::env::temp_dir().join(format!("sidetrace-transparent-{pid}-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the app's directory");
-    std::fs::write(dir.join("hello.txt"), BODY).expect("write hello.txt");
+    std::fs::create_dir_all(&dir).expect("create the test's directory");
     let mut lab = Lab {
-        client_ns: format!("st-cli-{pid}"),
-        pod_ns: format!("st-pod-{pid}"),
+        client_ns: format!("st-cli-{pid}-{tag}"),
+        pod_ns: format!("st-pod-{pid}-{tag}"),
         namespaces: Vec::new(),
         children: Vec::new(),
         dir,
@@ -167,7 +285,7 @@ fn lab() -> Result<Lab, String> {
 
     // The veth ends are created straight inside the namespaces, so no
     // interface of ours ever appears in the host's namespace.
-    let (client_if, pod_if) = (format!("stc{pid}"), format!("stp{pid}"));
+    let (client_if, pod_if) = (format!("stc{pid}{tag}"), format!("stp{pid}{tag}"));
     let out = Command::new("ip")
         .args(["link", "add", &client_if, "netns", &lab.client_ns])
         .args(["type", "veth", "peer", "name", &pod_if, "netns", &lab.pod_ns])
@@ -183,25 +301,18 @@ fn lab() -> Result<Lab, String> {
         lab.must(&ns, &["ip", "link", "set", "lo", "up"]);
     }
 
-    let (app_port, inbound_port) = (APP_PORT.to_string(), INBOUND_PORT.to_string());
-    let rule = [
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "PREROUTING",
-        "-p",
-        "tcp",
-        "--dport",
-        &app_port,
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        &inbound_port,
-    ];
-    let out = lab.exec(&lab.pod_ns, &rule);
-    if !out.status.success() {
-        return Err(format!("cannot install the REDIRECT rule: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    for rule in nat_rules {
+        // -w: the legacy backend's lock is shared by all namespaces, and the
+        // other test may be installing its rule at this very moment.
+        let args: Vec<&str> = ["iptables", "-w", "-t", "nat"].into_iter().chain(rule.split_whitespace()).collect();
+        let out = lab.exec(&lab.pod_ns, &args);
+        if !out.status.success() {
+            return Err(format!(
+                "cannot install the REDIRECT rule `{}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
     }
     Ok(lab)
 }
@@ -241,7 +352,8 @@ fn int_attr(span: &Value, key: &str) -> Option<i64> {
 
 #[test]
 fn redirected_inbound_request_reaches_the_app_and_is_traced() {
-    let mut lab = match lab() {
+    let rule = format!("-A PREROUTING -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {INBOUND_PORT}");
+    let mut lab = match lab("i", &[], &[rule]) {
         Ok(lab) => lab,
         Err(why) => {
             eprintln!("skipping transparent test: {why}");
@@ -251,6 +363,7 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     let (pod, client) = (lab.pod_ns.clone(), lab.client_ns.clone());
 
     // The app: a plain file server on its usual port, all addresses.
+    std::fs::write(lab.dir.join("hello.txt"), BODY).expect("write hello.txt");
     let app_log = std::fs::File::create(lab.dir.join("app.log")).expect("create app.log");
     let app_dir = lab.dir.to_string_lossy().into_owned();
     let app_port = APP_PORT.to_string();
@@ -263,27 +376,17 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     );
     // Local traffic skips PREROUTING, so this reaches the app directly.
     let app_url = format!("http://127.0.0.1:{APP_PORT}/hello.txt");
-    let mut app_ready = false;
-    for _ in 0..100 {
-        lab.assert_running("app");
+    let app_ready = lab.wait_for(&["app"], |lab| {
         let out = lab.exec(&pod, &["curl", "-s", "--max-time", "2", &app_url]);
-        if out.status.success() && text(&out) == BODY {
-            app_ready = true;
-            break;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    assert!(app_ready, "the app never served {app_url}\n{}", lab.diagnostics());
+        (out.status.success() && text(&out) == BODY).then_some(())
+    });
+    assert!(app_ready.is_some(), "the app never served {app_url}\n{}", lab.diagnostics());
 
-    // The proxy: the real binary, as an injector would run it.
     let inbound = format!("0.0.0.0:{INBOUND_PORT}");
     let app = format!("127.0.0.1:{APP_PORT}");
-    lab.spawn(
-        "proxy",
-        &pod,
+    lab.start_proxy(
+        &[env!("CARGO_BIN_EXE_sidetrace")],
         &[
-            env!("CARGO_BIN_EXE_sidetrace"),
-            "run",
             "--inbound",
             &inbound,
             "--app",
@@ -297,26 +400,7 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
             "--service-name",
             "transparent-test",
         ],
-        Stdio::piped(),
-        Stdio::piped(),
     );
-    let proxy = &mut lab.children.last_mut().expect("proxy child").1;
-    let (stdout, stderr) = (proxy.stdout.take(), proxy.stderr.take());
-    lab.proxy_stdout = collect(stdout.expect("proxy stdout"));
-    lab.proxy_stderr = collect(stderr.expect("proxy stderr"));
-
-    let ready_url = format!("http://{ADMIN}/ready");
-    let mut proxy_ready = false;
-    for _ in 0..100 {
-        lab.assert_running("proxy");
-        let out = lab.exec(&pod, &["curl", "-s", "--max-time", "2", &ready_url]);
-        if out.status.success() && text(&out).trim() == "ready" {
-            proxy_ready = true;
-            break;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    assert!(proxy_ready, "the proxy never became ready\n{}", lab.diagnostics());
 
     // The client calls the app's own port; only the REDIRECT rule brings
     // the connection to the proxy.
@@ -331,24 +415,7 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     );
     assert_eq!(text(&out), BODY, "the app's file, byte for byte");
 
-    // The span, from the admin API (the export task fills the ring
-    // asynchronously, so poll).
-    let traces_url = format!("http://{ADMIN}/api/traces?limit=10");
-    let mut found = None;
-    let mut last = String::new();
-    for _ in 0..100 {
-        let out = lab.must(&pod, &["curl", "-sS", "--fail", "--max-time", "2", &traces_url]);
-        last = text(&out);
-        let doc: Value =
-            serde_json::from_str(&last).unwrap_or_else(|e| panic!("/api/traces is not JSON ({e}): {last}"));
-        let spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().cloned().unwrap_or_default();
-        found = spans.into_iter().find(|s| string_attr(s, "url.path") == Some("/hello.txt"));
-        if found.is_some() {
-            break;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    let span = found.unwrap_or_else(|| panic!("no span for /hello.txt in /api/traces: {last}\n{}", lab.diagnostics()));
+    let span = lab.span_for("/hello.txt");
     assert_eq!(span["kind"], 2, "a SERVER span: {span}");
     assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
     assert_eq!(
@@ -359,22 +426,7 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
     assert_eq!(int_attr(&span, "server.port"), Some(i64::from(APP_PORT)), "{span}");
 
-    // The access log line on the proxy's stdout (written by its own thread).
-    let mut line = None;
-    for _ in 0..100 {
-        line = lab
-            .proxy_stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["path"] == "/hello.txt");
-        if line.is_some() {
-            break;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    let line = line.unwrap_or_else(|| panic!("no access log line for /hello.txt\n{}", lab.diagnostics()));
+    let line = lab.access_log_line("/hello.txt");
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["direction"], "inbound", "{line}");
     assert_eq!(line["method"], "GET", "{line}");
@@ -382,4 +434,116 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     let client_field = line["client"].as_str().unwrap_or_default();
     assert!(client_field.starts_with(&format!("{CLIENT_IP}:")), "{line}");
     assert_eq!(line["trace_id"], span["traceId"], "the log line and the span describe the same request");
+}
+
+#[test]
+fn redirected_outbound_request_reaches_the_server_and_is_traced() {
+    let rule = format!(
+        "-A OUTPUT -p tcp -d {CLIENT_IP} --dport {SERVER_PORT} -m owner ! --uid-owner {PROXY_UID} \
+         -j REDIRECT --to-ports {OUTBOUND_PORT}"
+    );
+    let mut lab = match lab("o", &["setpriv"], &[rule]) {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("skipping transparent outbound test: {why}");
+            return;
+        }
+    };
+    let (pod, client) = (lab.pod_ns.clone(), lab.client_ns.clone());
+
+    // The server the app calls, in the other namespace: it records the
+    // `traceparent` of every request it receives.
+    let script = lab.dir.join("server.py");
+    std::fs::write(&script, SERVER_PY).expect("write server.py");
+    let received = lab.dir.join("received.log");
+    let server_log = std::fs::File::create(lab.dir.join("server.log")).expect("create server.log");
+    let server_port = SERVER_PORT.to_string();
+    lab.spawn(
+        "server",
+        &client,
+        &["python3", &script.to_string_lossy(), CLIENT_IP, &server_port, SERVER_BODY, &received.to_string_lossy()],
+        Stdio::null(),
+        server_log.into(),
+    );
+    let probe_url = format!("http://{CLIENT_IP}:{SERVER_PORT}/probe");
+    let server_ready = lab.wait_for(&["server"], |lab| {
+        let out = lab.exec(&client, &["curl", "-s", "--max-time", "2", &probe_url]);
+        (out.status.success() && text(&out) == SERVER_BODY).then_some(())
+    });
+    assert!(server_ready.is_some(), "the server never served {probe_url}\n{}", lab.diagnostics());
+
+    // The proxy under a uid of its own, which the OUTPUT rule spares; a uid
+    // change clears the parent-death signal, so setpriv sets it again.
+    let reuid = format!("--reuid={PROXY_UID}");
+    let regid = format!("--regid={PROXY_UID}");
+    let outbound = format!("127.0.0.1:{OUTBOUND_PORT}");
+    lab.start_proxy(
+        &["setpriv", &reuid, &regid, "--clear-groups", "--pdeathsig", "KILL", env!("CARGO_BIN_EXE_sidetrace")],
+        &[
+            "--inbound",
+            "off",
+            "--outbound",
+            &outbound,
+            "--admin",
+            ADMIN,
+            "--access-log",
+            "json",
+            "--service-name",
+            "transparent-outbound-test",
+        ],
+    );
+
+    // The app (root, so not the proxy's uid) calls the server directly, no
+    // proxy configured; only the OUTPUT rule brings it to the proxy.
+    let path = "/outbound/hello.txt";
+    let url = format!("http://{CLIENT_IP}:{SERVER_PORT}{path}");
+    let out = lab.exec(&pod, &["curl", "-sS", "--fail", "--max-time", "10", &url]);
+    assert!(
+        out.status.success(),
+        "curl {url} from {pod} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        lab.diagnostics()
+    );
+    assert_eq!(text(&out), SERVER_BODY, "the server's own response, byte for byte");
+
+    let span = lab.span_for(path);
+    assert_eq!(span["kind"], 3, "a CLIENT span: {span}");
+    assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
+    assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
+    assert_eq!(int_attr(&span, "server.port"), Some(i64::from(SERVER_PORT)), "{span}");
+    assert_eq!(
+        string_attr(&span, "network.peer.address"),
+        Some(CLIENT_IP),
+        "the original destination, not the proxy's listener: {span}"
+    );
+    let span_id = span["spanId"].as_str().unwrap_or_else(|| panic!("no spanId: {span}"));
+    let trace_id = span["traceId"].as_str().unwrap_or_else(|| panic!("no traceId: {span}"));
+
+    // The request as the server saw it: the server records it before it
+    // answers, so it is there once curl has the response.
+    let record = std::fs::read_to_string(&received).expect("read received.log");
+    let seen: Value = record
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["path"] == path)
+        .unwrap_or_else(|| panic!("the server never saw {path}\n{}", lab.diagnostics()));
+    let traceparents: Vec<&str> =
+        seen["traceparent"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let [traceparent] = traceparents[..] else {
+        panic!("expected exactly one traceparent at the server: {seen}\n{}", lab.diagnostics());
+    };
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "version-traceid-parentid-flags: {traceparent}");
+    assert_eq!(fields[1], trace_id, "the server's request is in the span's trace: {traceparent} vs {span}");
+    assert_eq!(fields[2], span_id, "the server's parent is the recorded CLIENT span: {traceparent} vs {span}");
+
+    let line = lab.access_log_line(path);
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["direction"], "outbound", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["upstream"], format!("{CLIENT_IP}:{SERVER_PORT}"), "the original destination: {line}");
+    let client_field = line["client"].as_str().unwrap_or_default();
+    assert!(client_field.starts_with(&format!("{POD_IP}:")), "the app's own address: {line}");
+    assert_eq!(line["span_id"], span["spanId"], "the log line and the span describe the same request");
 }

@@ -10,11 +10,15 @@ use crate::trace::SpanRecord;
 use ring::Ring;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 #[derive(Debug, Default)]
 pub struct ExportStats {
+    /// Spans offered to the queue (sampled, or kept by the tail rule).
     pub recorded: AtomicU64,
+    /// Spans the head sampler skipped and the tail rule did not keep.
+    pub sampled_out: AtomicU64,
     pub dropped_queue_full: AtomicU64,
 }
 
@@ -22,10 +26,20 @@ pub struct ExportStats {
 pub struct SpanSink {
     tx: mpsc::Sender<SpanRecord>,
     stats: Arc<ExportStats>,
+    keep_slower_than: Option<Duration>,
 }
 
 impl SpanSink {
-    pub fn push(&self, span: SpanRecord) {
+    /// Never waits: a full queue drops the span and counts it.
+    pub fn push(&self, mut span: SpanRecord) {
+        if !span.sampled {
+            let slow = self.keep_slower_than.is_some_and(|t| span.duration_nanos() > t.as_nanos() as u64);
+            if !(span.is_error() || slow) {
+                self.stats.sampled_out.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            span.tail = true;
+        }
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(span).is_err() {
             self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
@@ -41,10 +55,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(queue_size: usize, ring_size: usize) -> Self {
+    pub fn new(queue_size: usize, ring_size: usize, keep_slower_than: Option<Duration>) -> Self {
         let (tx, rx) = mpsc::channel(queue_size);
         let stats = Arc::new(ExportStats::default());
-        Pipeline { sink: SpanSink { tx, stats: stats.clone() }, ring: Arc::new(Ring::new(ring_size)), stats, rx }
+        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than };
+        Pipeline { sink, ring: Arc::new(Ring::new(ring_size)), stats, rx }
     }
 
     /// Runs until every sink is dropped and the queue is empty, so a

@@ -115,6 +115,9 @@ impl Encoder {
         if let Some(e) = &s.error {
             attrs.push(kv("error.type", Value::StringValue(e.as_str().into_owned())));
         }
+        if s.tail {
+            attrs.push(kv("sidetrace.sampling.tail", Value::BoolValue(true)));
+        }
         let nanos = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Span {
             trace_id: s.trace_id.0.to_vec(),

@@ -34,6 +34,7 @@ pub struct Shared {
     pub sink: SpanSink,
     pub access_log: Option<AccessLog>,
     pub routes: Arc<RouteTemplates>,
+    pub sampler: Arc<crate::trace::sampling::Sampler>,
 }
 
 impl Shared {

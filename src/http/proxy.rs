@@ -53,10 +53,11 @@ pub async fn handle(
     let started = Instant::now();
     let ctx = context::extract(req.headers());
     let span_id = SpanId::random();
-    let (trace_id, parent_span_id, sampled, tracestate) = match ctx.parent {
-        Some(p) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
-        None => (TraceId::random(), None, ctx.sampled_hint.unwrap_or(true), None),
+    let (trace_id, parent_span_id, parent_sampled, tracestate) = match ctx.parent {
+        Some(p) => (p.trace_id, Some(p.span_id), Some(p.sampled), p.tracestate),
+        None => (TraceId::random(), None, ctx.sampled_hint, None),
     };
+    let sampled = shared.sampler.decide(trace_id, parent_sampled);
     let h2 = req.version() == Version::HTTP_2;
     let dest = destination(&shared, &conn, &req);
     let host = req
@@ -69,6 +70,7 @@ pub async fn handle(
         span_id,
         parent_span_id,
         sampled,
+        tail: false,
         tracestate: tracestate.clone(),
         direction: shared.direction,
         start,

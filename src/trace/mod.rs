@@ -5,6 +5,7 @@
 pub mod context;
 pub mod ids;
 pub mod redact;
+pub mod sampling;
 pub mod span;
 
 pub use ids::{SpanId, TraceId};

@@ -14,7 +14,10 @@ pub struct SpanRecord {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub parent_span_id: Option<SpanId>,
+    /// The head sampler's decision, as propagated.
     pub sampled: bool,
+    /// Kept although unsampled, because it failed or was slow.
+    pub tail: bool,
     pub tracestate: Option<HeaderValue>,
     /// Inbound makes a SERVER span, outbound a CLIENT span.
     pub direction: Direction,

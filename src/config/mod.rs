@@ -4,8 +4,11 @@
 //! `Config::from_args` is pure: the environment comes in as a lookup
 //! function, so tests never touch the process environment.
 
+pub mod export;
+
 use crate::metrics::route::{RoutePattern, RouteTemplates};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use export::{ExportArgs, ExportConfig};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -51,7 +54,7 @@ pub enum AccessLogFormat {
     Off,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration such as 500ms, 10s or 1m)"))
 }
 
@@ -73,7 +76,7 @@ fn route(s: &str) -> Result<RoutePattern, String> {
     RoutePattern::parse(s)
 }
 
-fn nonzero(s: &str) -> Result<usize, String> {
+pub(crate) fn nonzero(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("expected a positive whole number, got {s:?}")),
@@ -151,6 +154,9 @@ pub struct RunArgs {
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
+
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 #[derive(Debug)]
@@ -182,6 +188,7 @@ pub struct Config {
     pub trace_buffer: usize,
     pub queue_size: usize,
     pub resource: Resource,
+    pub export: ExportConfig,
 }
 
 /// Resource attributes of every span: `service.name` first.
@@ -227,6 +234,7 @@ impl Config {
             trace_buffer: args.trace_buffer,
             queue_size: args.queue_size,
             resource,
+            export: ExportConfig::from_args(&args.export, env)?,
         })
     }
 
