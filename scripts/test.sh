@@ -12,8 +12,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # curl: the tests' HTTP client; iptables + iproute2: transparent mode in
 # network namespaces; python3: the test app; ca-certificates: for curl;
-# openssl: a TLS server for the passthrough test.
-packages=(curl iptables iproute2 python3 ca-certificates openssl)
+# openssl: a TLS server for the passthrough test; python3-venv: the Python
+# peers' virtual environment (below).
+packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl)
 
 installed() {
     local status
@@ -48,6 +49,17 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
         rustup component add rustfmt clippy
     fi
 fi
+
+# Python peers of the tests: the official OpenTelemetry protobufs decode what
+# the exporters send (tests/peers/otlp_collector.py), grpcio serves OTLP/gRPC.
+venv=target/test-venv
+if ! "$venv/bin/python" -c "import opentelemetry.proto, grpc" >/dev/null 2>&1; then
+    echo "==> creating $venv with opentelemetry-proto and grpcio"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check opentelemetry-proto grpcio
+fi
+export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
 
 echo "==> cargo fmt --check"
 cargo fmt --check

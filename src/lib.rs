@@ -44,11 +44,22 @@ pub struct Sidecar {
     pub ring: Arc<Ring>,
     pub stats: Arc<ExportStats>,
     pub encoder: Arc<Encoder>,
+    sink: export::SpanSink,
     drain: drain::Signal,
     drain_timeout: Duration,
     exporter: JoinHandle<()>,
+    export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A configuration problem found only when building the exporters.
+    #[error("{0}")]
+    Export(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,21 +80,22 @@ async fn bind(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<Tcp
 impl Sidecar {
     /// Binds every listener first (so `/ready` means all are bound), then
     /// starts serving.
-    pub async fn start(config: Config) -> Result<Sidecar, BindError> {
+    pub async fn start(config: Config) -> Result<Sidecar, StartError> {
         let inbound = bind("--inbound", config.inbound).await?;
         let outbound = bind("--outbound", config.outbound).await?;
         let admin = bind("--admin", config.admin).await?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (inbound_addr, outbound_addr, admin_addr) = (local(&inbound), local(&outbound), local(&admin));
 
-        let pipeline = Pipeline::new(config.queue_size, config.trace_buffer, config.export.keep_slower_than);
-        let (ring, stats, sink) = (pipeline.ring.clone(), pipeline.stats.clone(), pipeline.sink.clone());
         let routes = Arc::new(config.routes.clone());
         let encoder = Arc::new(Encoder {
             resource: config.resource.clone(),
             routes: routes.clone(),
             redact_query_keys: config.redact_query_keys.clone(),
         });
+        let pipeline = Pipeline::new(&config, encoder.clone()).map_err(StartError::Export)?;
+        let (ring, stats, sink) = (pipeline.ring.clone(), pipeline.stats.clone(), pipeline.sink.clone());
+        let export_deadline = pipeline.deadline();
         let exporter = tokio::spawn(pipeline.run());
         let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
         let sampler = Arc::new(trace::sampling::Sampler::new(
@@ -113,6 +125,7 @@ impl Sidecar {
         if let Some(l) = outbound {
             tokio::spawn(listen::accept_loop(l, shared(Direction::Outbound), watch.clone()));
         }
+        let sink_probe = sink.clone();
         drop(sink);
         let admin_state =
             Arc::new(admin::AdminState { ready: false.into(), ring: ring.clone(), encoder: encoder.clone() });
@@ -125,25 +138,36 @@ impl Sidecar {
             ring,
             stats,
             encoder,
+            sink: sink_probe,
             drain: signal,
             drain_timeout: config.drain_timeout,
             exporter,
+            export_deadline,
             admin_task,
             access_log_thread,
         })
+    }
+
+    /// Spans waiting in the queue in front of the exporters.
+    pub fn sink_queued(&self) -> usize {
+        self.sink.queued()
     }
 
     /// Stops accepting, lets in-flight requests finish within the drain
     /// timeout, then flushes the spans. Returns whether the drain finished
     /// in time.
     pub async fn shutdown(self) -> bool {
+        drop(self.sink);
+        let deadline = std::time::Instant::now() + self.drain_timeout;
+        let _ = self.export_deadline.send(Some(deadline));
         let drained = tokio::time::timeout(self.drain_timeout, self.drain.drain()).await.is_ok();
         if !drained {
             tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached with requests still in flight");
         }
         // With every connection gone the span queue has no sender left, so
-        // the export task empties it and ends.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.exporter).await;
+        // the pipeline empties it and the exporters deliver what they can
+        // before the deadline, spooling (or counting) the rest.
+        let _ = tokio::time::timeout_at((deadline + Duration::from_secs(2)).into(), self.exporter).await;
         if let Some(t) = self.access_log_thread {
             let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || t.join())).await;
         }

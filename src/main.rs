@@ -53,7 +53,8 @@ fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("sidetrace: {e}");
-                return ExitCode::from(1);
+                let code = if matches!(e, sidetrace::StartError::Export(_)) { 2 } else { 1 };
+                return ExitCode::from(code);
             }
         };
         tracing::info!(

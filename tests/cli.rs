@@ -79,11 +79,35 @@ fn help_lists_every_flag() {
         "--trace-buffer",
         "--queue-size",
         "--log",
+        "--otlp-endpoint",
+        "--otlp-protocol",
+        "--otlp-header",
+        "--otlp-compression",
+        "--otlp-timeout",
+        "--otlp-ca",
+        "--otlp-client-cert",
+        "--otlp-client-key",
+        "--zipkin-endpoint",
+        "--export-batch-size",
+        "--export-delay",
+        "--export-concurrency",
+        "--retry-initial",
+        "--retry-max",
+        "--retry-max-elapsed",
+        "--spool-dir",
+        "--spool-max-bytes",
+        "--sampling-ratio",
+        "--sampling-rate-limit",
+        "--keep-slower-than",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         assert!(readme.contains(flag), "README lacks {flag}");
         let env = format!("SIDETRACE_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
-        let env = if flag == "--route" { "SIDETRACE_ROUTES".to_string() } else { env };
+        let env = match flag {
+            "--route" => "SIDETRACE_ROUTES".to_string(),
+            "--otlp-header" => "SIDETRACE_OTLP_HEADERS".to_string(),
+            _ => env,
+        };
         assert!(help.contains(&env), "--help lacks {env}");
     }
 }

@@ -241,8 +241,15 @@ impl Config {
     /// A configuration for tests and the demo: every listener on an
     /// ephemeral loopback port, no access log.
     pub fn local(app: SocketAddr, service_name: &str) -> Config {
+        Config::local_with(app, service_name, &[])
+    }
+
+    /// `local`, with more `run` flags.
+    pub fn local_with(app: SocketAddr, service_name: &str, flags: &[&str]) -> Config {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let args = RunArgs::parse_from_env_free(["run", "--access-log", "off"]);
+        let mut argv = vec!["run", "--access-log", "off"];
+        argv.extend_from_slice(flags);
+        let args = RunArgs::parse_from_env_free(argv);
         let mut c = Config::from_args(&args, &|_| None).unwrap_or_else(|e| panic!("{e}"));
         c.inbound = Some(any);
         c.outbound = Some(any);
@@ -255,7 +262,11 @@ impl Config {
 
 impl RunArgs {
     /// Parses `run` flags alone, ignoring `SIDETRACE_*` variables of the process.
-    pub fn parse_from_env_free<I: IntoIterator<Item = &'static str>>(argv: I) -> RunArgs {
+    pub fn parse_from_env_free<I, T>(argv: I) -> RunArgs
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         #[derive(Parser)]
         struct Wrapper {
             #[command(flatten)]
@@ -263,7 +274,6 @@ impl RunArgs {
         }
         let mut cmd = <Wrapper as clap::CommandFactory>::command();
         cmd = cmd.mut_args(|a| a.env(None::<&str>));
-        let argv: Vec<&str> = argv.into_iter().collect();
         let matches = cmd.get_matches_from(argv);
         let w = <Wrapper as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{e}"));
         w.args

@@ -1,17 +1,35 @@
 //! Where finished spans go. The request path only ever calls
 //! `SpanSink::push`, a non-blocking send onto a bounded queue; a full queue
-//! drops the span and counts it. A background task drains the queue into
-//! the in-memory ring that `/api/traces` reads.
+//! drops the span and counts it. The pipeline task batches the queue (by
+//! size or delay), feeds the in-memory ring behind `/api/traces`, and hands
+//! each batch, encoded once per exporter, to the exporters (`exporter`):
+//! OTLP/HTTP protobuf or JSON, OTLP/gRPC, Zipkin v2 JSON.
 
+pub mod exporter;
+pub mod grpc_sender;
+pub mod http_sender;
 pub mod otlp;
+pub mod retry;
 pub mod ring;
+pub mod spool;
+pub mod tls;
+pub mod zipkin;
 
+use crate::config::Config;
+use crate::config::export::OtlpProtocol;
 use crate::trace::SpanRecord;
+use bytes::Bytes;
+use exporter::{Batch, Exporter, ExporterStats, Transport};
+use http_sender::{Format, HttpSender};
+use otlp::Encoder;
+use prost::Message;
 use ring::Ring;
-use std::sync::Arc;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Default)]
 pub struct ExportStats {
@@ -19,7 +37,16 @@ pub struct ExportStats {
     pub recorded: AtomicU64,
     /// Spans the head sampler skipped and the tail rule did not keep.
     pub sampled_out: AtomicU64,
+    /// Spans dropped because the queue in front of the exporters was full.
     pub dropped_queue_full: AtomicU64,
+    pub queue_capacity: u64,
+    exporters: Vec<Arc<ExporterStats>>,
+}
+
+impl ExportStats {
+    pub fn exporters(&self) -> Vec<Arc<ExporterStats>> {
+        self.exporters.clone()
+    }
 }
 
 #[derive(Clone)]
@@ -45,6 +72,23 @@ impl SpanSink {
             self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Spans waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Encoding {
+    OtlpProtobuf { gzip: bool },
+    OtlpJson { gzip: bool },
+    ZipkinJson,
+}
+
+struct Output {
+    encoding: Encoding,
+    tx: mpsc::Sender<Batch>,
 }
 
 pub struct Pipeline {
@@ -52,23 +96,166 @@ pub struct Pipeline {
     pub ring: Arc<Ring>,
     pub stats: Arc<ExportStats>,
     rx: mpsc::Receiver<SpanRecord>,
+    encoder: Arc<Encoder>,
+    batch_size: usize,
+    delay: Duration,
+    outputs: Vec<Output>,
+    workers: Vec<JoinHandle<()>>,
+    deadline: watch::Sender<Option<Instant>>,
 }
 
 impl Pipeline {
-    pub fn new(queue_size: usize, ring_size: usize, keep_slower_than: Option<Duration>) -> Self {
-        let (tx, rx) = mpsc::channel(queue_size);
-        let stats = Arc::new(ExportStats::default());
-        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than };
-        Pipeline { sink, ring: Arc::new(Ring::new(ring_size)), stats, rx }
+    /// Builds the queue, the ring and every configured exporter. Fails on
+    /// what can only be checked here: TLS material, the spool directory.
+    pub fn new(config: &Config, encoder: Arc<Encoder>) -> Result<Pipeline, String> {
+        let x = &config.export;
+        let (tx, rx) = mpsc::channel(config.queue_size);
+        let (deadline, deadline_rx) = watch::channel(None);
+        let mut outputs = Vec::new();
+        let mut all_stats = Vec::new();
+        let mut exporters = Vec::new();
+        if let Some(o) = &x.otlp {
+            let (name, encoding, transport) = match o.protocol {
+                OtlpProtocol::Grpc => (
+                    "otlp_grpc",
+                    Encoding::OtlpProtobuf { gzip: false },
+                    Transport::Grpc(grpc_sender::GrpcSender::new(o)?),
+                ),
+                p => {
+                    let (fmt, enc) = if p == OtlpProtocol::HttpJson {
+                        (Format::OtlpJson, Encoding::OtlpJson { gzip: o.gzip })
+                    } else {
+                        (Format::OtlpProtobuf, Encoding::OtlpProtobuf { gzip: o.gzip })
+                    };
+                    let tls = tls::client_config(&o.tls)?;
+                    (
+                        "otlp_http",
+                        enc,
+                        Transport::Http(HttpSender::new(o.url.clone(), o.headers.clone(), fmt, o.gzip, o.timeout, tls)),
+                    )
+                }
+            };
+            exporters.push((name, encoding, transport));
+        }
+        if let Some(url) = &x.zipkin {
+            let tls = tls::client_config(&Default::default())?;
+            let sender =
+                HttpSender::new(url.clone(), Vec::new(), Format::ZipkinJson, false, Duration::from_secs(10), tls);
+            exporters.push(("zipkin", Encoding::ZipkinJson, Transport::Http(sender)));
+        }
+        let mut workers = Vec::new();
+        for (name, encoding, transport) in exporters {
+            let stats = Arc::new(ExporterStats { name, ..Default::default() });
+            let spool = match &x.spool {
+                None => None,
+                Some(s) => {
+                    let dir = s.dir.join(name);
+                    let (spool, damaged) = spool::Spool::open(&dir, s.max_bytes)
+                        .map_err(|e| format!("--spool-dir: cannot use {}: {e}", dir.display()))?;
+                    stats.spool_batches_damaged.fetch_add(damaged as u64, Ordering::Relaxed);
+                    stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+                    Some(Arc::new(Mutex::new(spool)))
+                }
+            };
+            let (btx, brx) = mpsc::channel(4);
+            let exporter = Exporter {
+                transport: Arc::new(transport),
+                stats: stats.clone(),
+                retry: x.retry,
+                concurrency: x.concurrency,
+                capacity_spans: config.queue_size as u64,
+                spool,
+            };
+            workers.push(tokio::spawn(exporter.run(brx, deadline_rx.clone())));
+            outputs.push(Output { encoding, tx: btx });
+            all_stats.push(stats);
+        }
+        let stats = Arc::new(ExportStats {
+            queue_capacity: config.queue_size as u64,
+            exporters: all_stats,
+            ..Default::default()
+        });
+        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than: x.keep_slower_than };
+        Ok(Pipeline {
+            sink,
+            ring: Arc::new(Ring::new(config.trace_buffer)),
+            stats,
+            rx,
+            encoder,
+            batch_size: x.batch_size,
+            delay: x.delay,
+            outputs,
+            workers,
+            deadline,
+        })
     }
 
-    /// Runs until every sink is dropped and the queue is empty, so a
-    /// shutdown that drops the listeners flushes what was recorded.
-    pub async fn run(mut self) {
-        drop(self.sink);
-        let mut batch = Vec::with_capacity(256);
-        while self.rx.recv_many(&mut batch, 256).await > 0 {
-            self.ring.extend(batch.drain(..));
+    /// The handle that sets the exporters' shutdown deadline.
+    pub fn deadline(&self) -> watch::Sender<Option<Instant>> {
+        self.deadline.clone()
+    }
+
+    /// Runs until every sink is dropped and the queue is empty, then waits
+    /// for the exporters to deliver (or stash) what they hold.
+    pub async fn run(self) {
+        let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, outputs, workers, .. } = self;
+        drop(sink);
+        let mut batch = Vec::with_capacity(batch_size);
+        loop {
+            if rx.recv_many(&mut batch, batch_size).await == 0 {
+                break;
+            }
+            let until = tokio::time::Instant::now() + delay;
+            let mut closed = false;
+            while batch.len() < batch_size {
+                let want = batch_size - batch.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, want) => if n == 0 { closed = true; break },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+            dispatch(&encoder, &outputs, &batch).await;
+            ring.extend(batch.drain(..));
+            if closed {
+                break;
+            }
+        }
+        drop(outputs);
+        for w in workers {
+            let _ = w.await;
         }
     }
+}
+
+async fn dispatch(encoder: &Encoder, outputs: &[Output], spans: &[SpanRecord]) {
+    for out in outputs {
+        let payload = encode(encoder, spans, out.encoding);
+        let batch = Batch { payload, spans: spans.len() as u32, spooled: None };
+        // Waiting here pushes back on the queue, where spans are counted
+        // when dropped; it never reaches the request path.
+        let _ = out.tx.send(batch).await;
+    }
+}
+
+fn gzip(bytes: Vec<u8>) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
+    if enc.write_all(&bytes).is_err() {
+        return bytes;
+    }
+    enc.finish().unwrap_or(bytes)
+}
+
+fn encode(encoder: &Encoder, spans: &[SpanRecord], encoding: Encoding) -> Bytes {
+    let bytes = match encoding {
+        Encoding::OtlpProtobuf { gzip: z } => {
+            let raw = encoder.request(spans).encode_to_vec();
+            if z { gzip(raw) } else { raw }
+        }
+        Encoding::OtlpJson { gzip: z } => {
+            let raw = serde_json::to_vec(&encoder.request(spans)).unwrap_or_default();
+            if z { gzip(raw) } else { raw }
+        }
+        Encoding::ZipkinJson => serde_json::to_vec(&zipkin::encode(encoder, spans)).unwrap_or_default(),
+    };
+    Bytes::from(bytes)
 }

@@ -2,6 +2,8 @@
 //! named by behaviour, and helpers to wait for spans and run curl.
 #![allow(dead_code)]
 
+pub mod collector;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
