@@ -205,6 +205,11 @@ impl Pipeline {
             if rx.recv_many(&mut batch, batch_size).await == 0 {
                 break;
             }
+            if outputs.is_empty() {
+                // Only the ring is fed: no reason to wait for a fuller batch.
+                ring.extend(batch.drain(..));
+                continue;
+            }
             let until = tokio::time::Instant::now() + delay;
             let mut closed = false;
             while batch.len() < batch_size {

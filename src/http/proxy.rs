@@ -54,7 +54,7 @@ pub async fn handle(
     let ctx = context::extract(req.headers());
     let span_id = SpanId::random();
     let (trace_id, parent_span_id, parent_sampled, tracestate) = match ctx.parent {
-        Some(p) => (p.trace_id, Some(p.span_id), Some(p.sampled), p.tracestate),
+        Some(p) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
         None => (TraceId::random(), None, ctx.sampled_hint, None),
     };
     let sampled = shared.sampler.decide(trace_id, parent_sampled);
@@ -111,11 +111,13 @@ pub async fn handle(
     let method_is_connect = parts.method == Method::CONNECT;
     let fwd = Request::from_parts(parts, ForwardBody::new(body, &mut rec));
 
+    let upstream_started = Instant::now();
     let sent = shared.pool.send(&dest, h2, fwd, upgrade);
     let result = match shared.response_timeout {
         Some(t) => tokio::time::timeout(t, sent).await.unwrap_or(Err(ProxyError::ResponseTimeout)),
         None => sent.await,
     };
+    let upstream_wait = upstream_started.elapsed();
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -127,6 +129,8 @@ pub async fn handle(
     if let Some(code) = grpc_status(resp.headers()) {
         rec.set_grpc_status(code);
     }
+    // The proxy's own share: everything but the wait for the upstream.
+    shared.metrics.net.overhead(started.elapsed().saturating_sub(upstream_wait));
     let switched =
         resp.status() == StatusCode::SWITCHING_PROTOCOLS || (method_is_connect && resp.status().is_success());
     if let (Some(client_upgrade), true) = (client_upgrade, switched) {

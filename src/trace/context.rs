@@ -32,7 +32,9 @@ pub struct Formats {
 pub struct Parent {
     pub trace_id: TraceId,
     pub span_id: SpanId,
-    pub sampled: bool,
+    /// `None` when the caller deferred the decision (B3 without a sampling
+    /// state): the local sampler decides, by trace id.
+    pub sampled: Option<bool>,
     pub tracestate: Option<HeaderValue>,
 }
 
@@ -63,7 +65,8 @@ pub fn extract(headers: &HeaderMap) -> Extracted {
         if tp.next().is_none()
             && let Some((trace_id, span_id, sampled)) = parse_traceparent(first.as_bytes())
         {
-            out.parent = Some(Parent { trace_id, span_id, sampled, tracestate: valid_tracestate(headers) });
+            out.parent =
+                Some(Parent { trace_id, span_id, sampled: Some(sampled), tracestate: valid_tracestate(headers) });
         }
     }
     if let Some(b3) = headers.get(&B3) {
@@ -232,8 +235,8 @@ fn parse_b3_single(v: &[u8]) -> Option<B3> {
     let (trace_id, is64) = b3_trace_id(first)?;
     let span_id = SpanId::from_hex(parts.next()?, false).filter(SpanId::is_valid)?;
     let sampled = match parts.next() {
-        None => true,
-        Some(s) => b3_sampling(s)?,
+        None => None,
+        Some(s) => Some(b3_sampling(s)?),
     };
     if let Some(parent) = parts.next() {
         SpanId::from_hex(parent, false)?;
@@ -256,7 +259,7 @@ fn parse_b3_multi(h: &HeaderMap) -> Option<B3> {
     };
     let (trace_id, is64) = b3_trace_id(trace.as_bytes())?;
     let span_id = SpanId::from_hex(h.get(&X_B3_SPANID)?.as_bytes(), false).filter(SpanId::is_valid)?;
-    Some(B3::Context(Parent { trace_id, span_id, sampled: sampled.unwrap_or(true), tracestate: None }, is64))
+    Some(B3::Context(Parent { trace_id, span_id, sampled, tracestate: None }, is64))
 }
 
 /// Writes the outgoing context in W3C form and in every B3 form the
@@ -331,7 +334,7 @@ mod tests {
         let p = e.parent.unwrap();
         assert_eq!(p.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(p.span_id.to_string(), "00f067aa0ba902b7");
-        assert!(p.sampled);
+        assert_eq!(p.sampled, Some(true));
         assert_eq!(p.tracestate.unwrap(), "congo=t61rcWkgMzE");
     }
 
@@ -391,7 +394,7 @@ mod tests {
             ("x-b3-sampled", "0"),
         ]));
         let p = e.parent.unwrap();
-        assert!(e.formats.b3_64bit && !p.sampled);
+        assert!(e.formats.b3_64bit && p.sampled == Some(false));
         assert_eq!(extract(&headers(&[("b3", "0")])).sampled_hint, Some(false));
     }
 

@@ -165,9 +165,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--http-port", type=int, default=0)
     ap.add_argument("--grpc-port", type=int, default=0)
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--client-ca", help="require client certificates signed by this CA (mTLS)")
     args = ap.parse_args()
     http = ThreadingHTTPServer(("127.0.0.1", args.http_port), Handler)
     http.daemon_threads = True
+    if args.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+        http.socket = ctx.wrap_socket(http.socket, server_side=True)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
     grpc_port = server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")

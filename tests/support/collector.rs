@@ -9,6 +9,8 @@ pub struct Collector {
     child: Child,
     pub http: u16,
     pub grpc: u16,
+    /// curl flags to reach an HTTPS (mTLS) collector.
+    tls_args: Vec<String>,
 }
 
 fn python() -> String {
@@ -22,9 +24,15 @@ impl Collector {
     }
 
     pub fn start_on(http: u16, grpc: u16) -> Collector {
+        Collector::start_with(http, grpc, &[])
+    }
+
+    /// With more collector flags, e.g. `--tls-cert`.
+    pub fn start_with(http: u16, grpc: u16, extra: &[&str]) -> Collector {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/otlp_collector.py");
         let mut child = Command::new(python())
             .args([script, "--http-port", &http.to_string(), "--grpc-port", &grpc.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {} ({e}); run scripts/test.sh, which creates it", python()));
@@ -37,15 +45,25 @@ impl Collector {
                 .unwrap_or_else(|| panic!("the collector did not start (is opentelemetry-proto installed?): {line:?}"))
         };
         let (http, grpc) = (port("http="), port("grpc="));
-        Collector { child, http, grpc }
+        Collector { child, http, grpc, tls_args: Vec::new() }
+    }
+
+    /// For a collector started with `--tls-cert`: how the test itself reads it.
+    pub fn reached_with(mut self, ca: &str, cert: &str, key: &str) -> Collector {
+        self.tls_args = ["--cacert", ca, "--cert", cert, "--key", key].iter().map(|s| s.to_string()).collect();
+        self
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
+        let scheme = if self.tls_args.is_empty() { "http" } else { "https" };
+        format!("{scheme}://127.0.0.1:{}", self.http)
     }
 
     pub fn received(&self) -> Vec<Value> {
-        let out = super::curl(&[&format!("{}/received", self.http_url())]);
+        let mut args: Vec<&str> = self.tls_args.iter().map(String::as_str).collect();
+        let url = format!("{}/received", self.http_url());
+        args.push(&url);
+        let out = super::curl(&args);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad /received: {e}"))
     }
 
