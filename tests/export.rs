@@ -357,3 +357,68 @@ async fn a_stalled_collector_does_not_slow_requests() {
     eprintln!("requests completed in 3 s: {counts:?}");
     assert!(stalled_n >= healthy_mean * 0.6, "a stalled collector slowed requests: {counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_and_non_retryable_answers_are_counted_not_retried() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let collector = Collector::start();
+    let app = echo_app().await;
+    // Partial success: the collector takes the batch but refuses 3 spans.
+    collector.control(r#"{"reject":3}"#);
+    let flags = ["--otlp-endpoint", &collector.http_url(), "--export-delay", "100ms", "--export-batch-size", "10"];
+    let proxy = exporting_proxy(app.addr, &flags).await;
+    let url = format!("http://{}", proxy.inbound.unwrap());
+    traffic(&url, 10).await;
+    wait_for_spans(&collector, 10, Duration::from_secs(10)).await;
+    let e = proxy.stats.exporters()[0].clone();
+    for _ in 0..50 {
+        if e.batches_ok.load(Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(e.rejected_spans.load(Relaxed), 3);
+    assert_eq!(e.exported_spans.load(Relaxed), 7);
+
+    // 400 is not retryable: the batch is dropped at once and counted.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 3600.0;
+    collector.control(&format!(r#"{{"reject":0,"mode":"fail","status":400,"until":{until}}}"#));
+    traffic(&url, 10).await;
+    for _ in 0..50 {
+        if e.batches_failed.load(Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(e.dropped_spans_non_retryable.load(Relaxed), 10);
+    assert_eq!(e.retries.load(Relaxed), 0, "a 400 is never retried");
+    let attempts: Value =
+        serde_json::from_slice(&curl(&[&format!("{}/attempts", collector.http_url())]).stdout).unwrap();
+    assert_eq!(attempts["failed"], 1, "one attempt, no retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unavailable_is_retried_until_it_succeeds() {
+    let collector = Collector::start();
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 2.0;
+    collector.control(&format!(r#"{{"mode":"fail","grpc_code":"UNAVAILABLE","until":{until}}}"#));
+    let app = echo_app().await;
+    let endpoint = format!("http://127.0.0.1:{}", collector.grpc);
+    let flags = [
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-protocol",
+        "grpc",
+        "--export-delay",
+        "100ms",
+        "--retry-initial",
+        "200ms",
+    ];
+    let proxy = exporting_proxy(app.addr, &flags).await;
+    traffic(&format!("http://{}", proxy.inbound.unwrap()), 8).await;
+    let recorded = spans(&proxy, 8).await;
+    let received = wait_for_spans(&collector, 8, Duration::from_secs(20)).await;
+    check_identical(&proxy, &recorded, &received);
+    assert!(proxy.stats.exporters()[0].retries.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}

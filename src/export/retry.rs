@@ -102,6 +102,14 @@ mod tests {
         assert!(matches!(classify_grpc(&tonic::Status::unavailable("down")), Outcome::Retry { .. }));
         assert!(matches!(classify_grpc(&tonic::Status::resource_exhausted("full")), Outcome::Fail { .. }));
         assert!(matches!(classify_grpc(&tonic::Status::invalid_argument("bad")), Outcome::Fail { .. }));
+        // RESOURCE_EXHAUSTED with RetryInfo: retry, after the server's delay.
+        use tonic_types::{ErrorDetails, StatusExt};
+        let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(3)));
+        let status = tonic::Status::with_error_details(tonic::Code::ResourceExhausted, "slow down", details);
+        match classify_grpc(&status) {
+            Outcome::Retry { after, .. } => assert_eq!(after, Some(Duration::from_secs(3))),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

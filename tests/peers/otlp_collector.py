@@ -25,7 +25,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 LOCK = threading.Lock()
 RECEIVED = []  # {"transport": ..., "request": <OTLP JSON dict with hex ids>} or zipkin spans
 # mode: "ok", or "fail" (answer `status` with `retry_after` until `until`), or "stall" (never answer)
-CONTROL = {"mode": "ok", "status": 503, "retry_after": None, "until": 0.0, "grpc_code": "UNAVAILABLE"}
+CONTROL = {"mode": "ok", "status": 503, "retry_after": None, "until": 0.0, "grpc_code": "UNAVAILABLE", "reject": 0}
+ATTEMPTS = {"failed": 0}
 
 
 def hexify(request_dict):
@@ -92,6 +93,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 body = json.dumps(RECEIVED).encode()
             self.answer(200, body)
+        elif self.path == "/attempts":
+            with LOCK:
+                body = json.dumps(ATTEMPTS).encode()
+            self.answer(200, body)
         else:
             self.answer(404)
 
@@ -109,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if state == "fail":
             self.body()
+            with LOCK:
+                ATTEMPTS["failed"] += 1
             extra = {"Retry-After": CONTROL["retry_after"]} if CONTROL["retry_after"] else {}
             self.answer(CONTROL["status"], b"{}", extra=extra)
             return
@@ -135,6 +142,9 @@ class Handler(BaseHTTPRequestHandler):
                 RECEIVED.append({"transport": transport, "request": hexify(json_format.MessageToDict(req)),
                                  "headers": {k.lower(): v for k, v in self.headers.items()}})
             resp = trace_service_pb2.ExportTraceServiceResponse()
+            if CONTROL["reject"]:
+                resp.partial_success.rejected_spans = CONTROL["reject"]
+                resp.partial_success.error_message = "the test collector refuses some spans"
             if ctype.startswith("application/json"):
                 self.answer(200, json_format.MessageToJson(resp).encode())
             else:
@@ -154,6 +164,8 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         if state == "stall":
             time.sleep(3600)
         if state == "fail":
+            with LOCK:
+                ATTEMPTS["failed"] += 1
             context.abort(getattr(grpc.StatusCode, CONTROL["grpc_code"]), "the test collector is failing on purpose")
         metadata = {k: v for k, v in context.invocation_metadata()}
         with LOCK:
