@@ -13,8 +13,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # curl: the tests' HTTP client; iptables + iproute2: transparent mode in
 # network namespaces; python3: the test app; ca-certificates: for curl;
 # openssl: a TLS server for the passthrough test; python3-venv: the Python
-# peers' virtual environment (below).
-packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl)
+# peers' virtual environment (below); prometheus: promtool and a real
+# Prometheus server for tests/metrics.rs.
+packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl prometheus)
 
 installed() {
     local status

@@ -8,7 +8,8 @@
 //!        ─► http::proxy (context extract, span start, headers, inject)
 //!        ─► http::pool (upstream HTTP/1 keep-alive or HTTP/2) ─► app / upstream
 //! response ◄─ http::body (stream, count, trailers) ─► http::record (finish once)
-//!        ─► export::SpanSink (try_send) ─► export task ─► export::ring ─► admin (/api/traces)
+//!        ─► metrics (RED, live stats) ─► export::SpanSink (try_send) ─► export task
+//!        ─► export::ring ─► admin (/api/traces; /metrics and /api/stats read `metrics`)
 //! ```
 //!
 //! Non-HTTP connections leave at `listen::opaque`. `config` turns flags and
@@ -44,6 +45,7 @@ pub struct Sidecar {
     pub ring: Arc<Ring>,
     pub stats: Arc<ExportStats>,
     pub encoder: Arc<Encoder>,
+    pub metrics: Arc<metrics::Metrics>,
     sink: export::SpanSink,
     drain: drain::Signal,
     drain_timeout: Duration,
@@ -88,6 +90,7 @@ impl Sidecar {
         let (inbound_addr, outbound_addr, admin_addr) = (local(&inbound), local(&outbound), local(&admin));
 
         let routes = Arc::new(config.routes.clone());
+        let metrics = Arc::new(metrics::Metrics::new(config.max_routes));
         let encoder = Arc::new(Encoder {
             resource: config.resource.clone(),
             routes: routes.clone(),
@@ -112,11 +115,12 @@ impl Sidecar {
                 detect_timeout: config.detect_timeout,
                 connect_timeout: config.connect_timeout,
                 response_timeout: config.response_timeout,
-                pool: http::pool::Pool::new(config.connect_timeout),
+                pool: http::pool::Pool::new(config.connect_timeout, metrics.direction(direction)),
                 sink: sink.clone(),
                 access_log: access_log.clone(),
                 routes: routes.clone(),
                 sampler: sampler.clone(),
+                metrics: metrics.direction(direction),
             })
         };
         if let Some(l) = inbound {
@@ -127,8 +131,13 @@ impl Sidecar {
         }
         let sink_probe = sink.clone();
         drop(sink);
-        let admin_state =
-            Arc::new(admin::AdminState { ready: false.into(), ring: ring.clone(), encoder: encoder.clone() });
+        let admin_state = Arc::new(admin::AdminState {
+            ready: false.into(),
+            ring: ring.clone(),
+            encoder: encoder.clone(),
+            metrics: metrics.clone(),
+            export: stats.clone(),
+        });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
         admin_state.ready.store(true, Ordering::Release);
         Ok(Sidecar {
@@ -138,6 +147,7 @@ impl Sidecar {
             ring,
             stats,
             encoder,
+            metrics,
             sink: sink_probe,
             drain: signal,
             drain_timeout: config.drain_timeout,

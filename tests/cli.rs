@@ -78,6 +78,7 @@ fn help_lists_every_flag() {
         "--redact-query-keys",
         "--trace-buffer",
         "--queue-size",
+        "--max-routes",
         "--log",
         "--otlp-endpoint",
         "--otlp-protocol",

@@ -119,10 +119,8 @@ async fn spooled_batches_survive_sigkill_and_arrive_once() {
 
     let collector = Collector::start_on(collector_port, grpc_port);
     let (_proxy, _) = start_proxy(app.addr, collector_port, &dir);
-    let mut received = Vec::new();
     for _ in 0..300 {
-        received = collector.otlp_spans();
-        if received.len() >= expected.len() {
+        if collector.otlp_spans().len() >= expected.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,8 +1,12 @@
-//! The admin server: liveness, readiness and the trace API. It never sits
-//! on the request path; it reads what the export task left in the ring.
+//! The admin server: liveness, readiness, the trace API, Prometheus
+//! metrics and live stats. It never sits on the request path; it reads what
+//! the export task left in the ring and snapshots the metrics' atomics.
 
+use crate::export::ExportStats;
 use crate::export::otlp::Encoder;
 use crate::export::ring::Ring;
+use crate::metrics::Metrics;
+use crate::metrics::expo::Format;
 use crate::trace::TraceId;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -18,6 +22,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
     pub ring: Arc<Ring>,
     pub encoder: Arc<Encoder>,
+    pub metrics: Arc<Metrics>,
+    pub export: Arc<ExportStats>,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -49,6 +55,14 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/live" => text(StatusCode::OK, "live\n"),
         "/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render(format, &state.export))));
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
+            r
+        }
+        "/api/stats" => json(&state.metrics.stats()),
         "/api/traces" => {
             let limit = match query_param(req.uri().query(), "limit").map(|v| v.parse::<usize>()) {
                 None => 100,
@@ -68,7 +82,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                     json(&state.encoder.request(&spans))
                 }
             },
-            None => text(StatusCode::NOT_FOUND, "not found; try /live, /ready, /api/traces\n"),
+            None => text(StatusCode::NOT_FOUND, "not found; try /live, /ready, /metrics, /api/traces, /api/stats\n"),
         },
     }
 }

@@ -102,7 +102,7 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_OUTBOUND", default_value = "127.0.0.1:15001", value_name = "ADDR")]
     pub outbound: Listen,
 
-    /// Admin server: /live, /ready, /api/traces. `off` disables it.
+    /// Admin server: /live, /ready, /metrics, /api/traces, /api/stats. `off` disables it.
     #[arg(long, env = "SIDETRACE_ADMIN", default_value = "0.0.0.0:15020", value_name = "ADDR")]
     pub admin: Listen,
 
@@ -151,6 +151,11 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_QUEUE_SIZE", default_value = "20000", value_parser = nonzero, value_name = "SPANS")]
     pub queue_size: usize,
 
+    /// Distinct http_route values per direction in metrics (likewise outbound server addresses and TLS
+    /// server names); later ones are recorded as _other and counted.
+    #[arg(long, env = "SIDETRACE_MAX_ROUTES", default_value = "200", value_parser = nonzero, value_name = "N")]
+    pub max_routes: usize,
+
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
@@ -187,6 +192,7 @@ pub struct Config {
     pub redact_query_keys: Vec<String>,
     pub trace_buffer: usize,
     pub queue_size: usize,
+    pub max_routes: usize,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -233,6 +239,7 @@ impl Config {
                 .collect(),
             trace_buffer: args.trace_buffer,
             queue_size: args.queue_size,
+            max_routes: args.max_routes,
             resource,
             export: ExportConfig::from_args(&args.export, env)?,
         })

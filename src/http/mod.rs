@@ -35,6 +35,7 @@ pub struct Shared {
     pub access_log: Option<AccessLog>,
     pub routes: Arc<RouteTemplates>,
     pub sampler: Arc<crate::trace::sampling::Sampler>,
+    pub metrics: Arc<crate::metrics::DirectionMetrics>,
 }
 
 impl Shared {
@@ -44,7 +45,10 @@ impl Shared {
         original_dst.map_or(self.app, |o| SocketAddr::new(self.app.ip(), o.port()))
     }
 
+    /// Every finished request passes here once: metrics count it (sampled
+    /// or not), the access log writes it, the sink decides on export.
     pub fn record(&self, span: SpanRecord) {
+        self.metrics.record(&span, &self.routes);
         if let Some(log) = &self.access_log {
             log.log(&span);
         }
@@ -57,36 +61,23 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = proxy::ProxyService::new(shared, meta);
-    let io = TokioIo::new(io);
-    if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => log_conn_end(r),
-            _ = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                log_conn_end(conn.await);
-            }
-        }
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => log_conn_end(r),
-            _ = drain.signaled() => {
-                conn.as_mut().graceful_shutdown();
-                log_conn_end(conn.await);
-            }
+    // Detection already chose the protocol; the builder must not guess again.
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder = if h2 { builder.http2_only() } else { builder.http1_only() };
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => log_conn_end(r),
+        _ = drain.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            log_conn_end(conn.await);
         }
     }
 }
 
-fn log_conn_end(r: Result<(), hyper::Error>) {
+fn log_conn_end(r: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(e) = r {
         tracing::debug!(error = %e, "client connection ended with an error");
     }

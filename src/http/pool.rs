@@ -9,6 +9,8 @@
 
 use super::body::ForwardBody;
 use super::error::ProxyError;
+use crate::metrics::net::{Connect, Peer};
+use crate::metrics::tcp_info::smoothed_rtt;
 use crate::trace::Upstream;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -22,6 +24,7 @@ use tokio::net::TcpStream;
 const MAX_IDLE_PER_DEST: usize = 64;
 
 pub struct Pool {
+    metrics: Arc<crate::metrics::DirectionMetrics>,
     h1_idle: Mutex<HashMap<Upstream, Vec<http1::SendRequest<ForwardBody>>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
     connect_timeout: Duration,
@@ -47,8 +50,8 @@ impl H2Slot {
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration) -> Arc<Pool> {
-        Arc::new(Pool { h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout })
+    pub fn new(connect_timeout: Duration, metrics: Arc<crate::metrics::DirectionMetrics>) -> Arc<Pool> {
+        Arc::new(Pool { metrics, h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout })
     }
 
     /// Sends a request and waits for the response head. An upgrade takes
@@ -179,10 +182,15 @@ impl Pool {
                 }
             }
         };
+        let started = std::time::Instant::now();
         let sock = tokio::time::timeout(self.connect_timeout, connecting)
             .await
-            .map_err(|_| ProxyError::ConnectTimeout)?
-            .map_err(ProxyError::from_io)?;
+            .map_err(|_| ProxyError::ConnectTimeout)
+            .and_then(|r| r.map_err(ProxyError::from_io));
+        let net = &self.metrics.net;
+        net.connected(started.elapsed(), Connect::of(&sock));
+        let sock = sock?;
+        net.rtt(Peer::Upstream, smoothed_rtt(&sock));
         let _ = sock.set_nodelay(true);
         Ok(sock)
     }

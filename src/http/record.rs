@@ -21,6 +21,7 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn new(shared: Arc<Shared>, span: SpanRecord, started: Instant) -> Self {
+        shared.metrics.request_started(&span);
         InFlight { shared, span: Some(Box::new(span)), started, request_bytes: None, response_bytes: 0 }
     }
 

@@ -9,6 +9,8 @@ pub mod prefixed;
 
 use crate::drain;
 use crate::http::{self, Shared};
+use crate::metrics::net::Peer;
+use crate::metrics::tcp_info::smoothed_rtt;
 use detect::Protocol;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,29 +72,34 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
         Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
         Direction::Outbound => original_dst.map(|a| a.port()),
     };
+    let net = &shared.metrics.net;
     let (protocol, prefix) = if dest_port.is_some_and(|p| shared.opaque_ports.contains(&p)) {
+        net.detected(&Protocol::Opaque, None);
         (Protocol::Opaque, bytes::BytesMut::new())
     } else {
-        let (p, buf, _outcome) = detect::detect(&mut sock, shared.detect_timeout).await;
+        let (p, buf, outcome) = detect::detect(&mut sock, shared.detect_timeout).await;
+        net.detected(&p, Some(outcome));
         (p, buf)
     };
+    net.rtt(Peer::Client, smoothed_rtt(&sock));
     match protocol {
         Protocol::Http1 | Protocol::Http2 => {
             let io = prefixed::PrefixedIo::new(prefix, sock);
             http::serve_connection(io, protocol == Protocol::Http2, shared, meta, drain).await;
         }
-        Protocol::Tls { sni } => relay(sock, prefix, &shared, &meta, sni.as_deref()).await,
+        Protocol::Tls { sni } => relay(sock, prefix, &shared, &meta, Some(sni.as_deref())).await,
         Protocol::Opaque => relay(sock, prefix, &shared, &meta, None).await,
     }
 }
 
-async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: &ConnMeta, sni: Option<&str>) {
+/// `tls` is `Some` for a TLS connection, holding its server name if sent.
+async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: &ConnMeta, tls: Option<Option<&str>>) {
     let target = match shared.direction {
         Direction::Inbound => Some(shared.inbound_target(meta.original_dst)),
         Direction::Outbound => meta.original_dst,
     };
     match target {
-        Some(t) => opaque::relay(sock, prefix, t, shared.connect_timeout, sni).await,
+        Some(t) => opaque::relay(sock, prefix, t, shared.connect_timeout, tls, &shared.metrics.net).await,
         None => tracing::debug!(client = %meta.client, "non-HTTP connection with no original destination; closed"),
     }
 }

@@ -1,4 +1,177 @@
-//! Request metrics. For now: the route templates that give spans (and,
-//! later, metric series) a low-cardinality `http.route`.
+//! Request metrics for Prometheus (`GET /metrics`) and live statistics
+//! for people (`GET /api/stats`).
+//!
+//! - `route`: the low-cardinality `http.route` templates (spans use them too);
+//! - `bounded`: label tables capped by `--max-routes`, overflow to `_other`;
+//! - `red`: per-direction HTTP RED histograms and active request gauges;
+//! - `live`: per-route percentiles and requests per second;
+//! - `net`: proxy overhead, connect time, TCP RTT, detection, opaque TCP;
+//! - `histogram`, `expo`: lock-free histograms and the two text formats;
+//! - `process`, `export_health`: `process_*` and the export pipeline.
+//!
+//! The request path reaches this module through `http::Shared::metrics`
+//! (one `DirectionMetrics` per direction): `request_started` when a request
+//! arrives and `record` when its span finishes, sampled or not. Spans are
+//! filtered by sampling later, in `export::SpanSink`; metrics count all.
 
+pub mod bounded;
+pub mod expo;
+pub mod export_health;
+pub mod histogram;
+pub mod live;
+pub mod net;
+pub mod process;
+pub mod red;
 pub mod route;
+pub mod tcp_info;
+
+use crate::export::ExportStats;
+use crate::listen::Direction;
+use crate::trace::SpanRecord;
+use expo::{Format, Kind, Writer};
+use live::RouteSnapshot;
+use route::RouteTemplates;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Every metric of one sidecar.
+pub struct Metrics {
+    pub inbound: Arc<DirectionMetrics>,
+    pub outbound: Arc<DirectionMetrics>,
+    started: Instant,
+}
+
+/// One direction's metrics: what `http::Shared` holds.
+pub struct DirectionMetrics {
+    pub direction: Direction,
+    pub red: red::Red,
+    pub net: net::Net,
+}
+
+impl DirectionMetrics {
+    pub fn request_started(&self, span: &SpanRecord) {
+        self.red.request_started(span);
+    }
+
+    pub fn record(&self, span: &SpanRecord, templates: &RouteTemplates) {
+        self.red.record(span, templates);
+    }
+}
+
+/// `GET /api/stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    pub uptime_seconds: f64,
+    /// Per direction and route, busiest first.
+    pub routes: Vec<RouteSnapshot>,
+}
+
+impl Stats {
+    /// The routes of one direction as a text table, for a terminal (the
+    /// demo's summary prints this).
+    pub fn table(&self, direction: Direction) -> String {
+        use std::fmt::Write;
+        let rows: Vec<&RouteSnapshot> = self.routes.iter().filter(|r| r.direction == direction.as_str()).collect();
+        let w = rows.iter().map(|r| r.route.len()).max().unwrap_or(0).max("route".len());
+        let mut out = format!(
+            "  {:<w$} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "route", "count", "errors", "TPS", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        );
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "  {:<w$} {:>7} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                r.route, r.count, r.errors, r.tps, r.mean_ms, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms
+            );
+        }
+        out
+    }
+}
+
+impl Metrics {
+    /// `max_routes` bounds each direction's distinct routes, outbound
+    /// server addresses and TLS server names.
+    pub fn new(max_routes: usize) -> Metrics {
+        let direction = |direction| {
+            Arc::new(DirectionMetrics {
+                direction,
+                red: red::Red::new(direction, max_routes),
+                net: net::Net::new(max_routes),
+            })
+        };
+        Metrics {
+            inbound: direction(Direction::Inbound),
+            outbound: direction(Direction::Outbound),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn direction(&self, d: Direction) -> Arc<DirectionMetrics> {
+        match d {
+            Direction::Inbound => self.inbound.clone(),
+            Direction::Outbound => self.outbound.clone(),
+        }
+    }
+
+    fn both(&self) -> [&DirectionMetrics; 2] {
+        [&self.inbound, &self.outbound]
+    }
+
+    pub fn stats(&self) -> Stats {
+        let (now, age) = (SystemTime::now(), self.started.elapsed().as_secs_f64());
+        let mut routes: Vec<RouteSnapshot> = self.both().iter().flat_map(|d| d.red.stats(now, age)).collect();
+        routes
+            .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (a.direction, &a.route).cmp(&(b.direction, &b.route))));
+        Stats { uptime_seconds: age, routes }
+    }
+
+    /// The exposition, in the format the scraper asked for.
+    pub fn render(&self, format: Format, export: &ExportStats) -> String {
+        let mut w = Writer::new(format);
+        for d in self.both() {
+            d.red.render(&mut w);
+        }
+        let dirs = self.both().map(|d| (d.direction.as_str(), &d.net));
+        net::render(&mut w, &dirs);
+        let f = w.family(
+            "sidetrace_route_overflow",
+            Kind::Counter,
+            None,
+            "Requests recorded under http_route=\"_other\" because --max-routes distinct routes were already known.",
+        );
+        for d in self.both() {
+            w.counter(&f, &[("direction", d.direction.as_str())], d.red.route_overflow());
+        }
+        let f = w.family(
+            "sidetrace_label_overflow",
+            Kind::Counter,
+            None,
+            "Observations recorded under \"_other\" because the label's table was full (server_address, tls_server_name).",
+        );
+        for d in self.both() {
+            if let Some(n) = d.red.server_overflow() {
+                w.counter(&f, &[("direction", d.direction.as_str()), ("label", "server_address")], n);
+            }
+            w.counter(
+                &f,
+                &[("direction", d.direction.as_str()), ("label", "tls_server_name")],
+                net::tls_name_overflow(&d.net),
+            );
+        }
+        let f = w.family(
+            "sidetrace_routes",
+            Kind::Gauge,
+            None,
+            "Distinct http_route values tracked, at most --max-routes.",
+        );
+        for d in self.both() {
+            w.gauge(&f, &[("direction", d.direction.as_str())], d.red.routes_known() as f64);
+        }
+        export_health::render(&mut w, export);
+        process::render(&mut w);
+        let f = w.family("sidetrace_build", Kind::Info, None, "sidetrace's version.");
+        w.info(&f, &[("version", env!("CARGO_PKG_VERSION"))]);
+        w.finish()
+    }
+}

@@ -3,7 +3,7 @@
 //! A configured pattern (`--route /users/{id}/orders/{order}`) wins; any
 //! other path has its identifier-like segments (numbers, UUIDs, long hex,
 //! long opaque tokens) replaced by `{id}`. The cap on distinct routes per
-//! direction belongs to the metrics registry, not here.
+//! direction belongs to the metrics registry (`metrics::bounded`), not here.
 
 use std::borrow::Cow;
 
@@ -84,6 +84,24 @@ impl RouteTemplates {
     }
 }
 
+impl RouteTemplates {
+    /// Like `template`, but into `out` (cleared first), so the request path
+    /// can reuse one buffer instead of allocating a route per request.
+    pub fn write_template(&self, path: &str, out: &mut String) {
+        out.clear();
+        if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
+            out.push_str(p.as_str());
+            return;
+        }
+        for (i, seg) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(if is_identifier(seg) { "{id}" } else { seg });
+        }
+    }
+}
+
 fn heuristic(path: &str) -> Cow<'_, str> {
     if !path.split('/').any(is_identifier) {
         return Cow::Borrowed(path);
@@ -152,6 +170,11 @@ mod tests {
         assert_eq!(t.template("/users/alice/orders/x1"), "/users/{id}/orders/{order}");
         assert_eq!(t.template("/static/css/site.css"), "/static/*");
         assert_eq!(t.template("/users/alice"), "/users/alice");
+        let mut buf = String::from("stale");
+        for path in ["/users/alice/orders/x1", "/static/a", "/o/42/x", "/plain", "/"] {
+            t.write_template(path, &mut buf);
+            assert_eq!(buf, t.template(path), "{path}");
+        }
     }
 
     #[test]

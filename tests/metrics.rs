@@ -1,0 +1,686 @@
+//! Metrics against real peers: `promtool check metrics` on the classic
+//! output, a real Prometheus server scraping the admin port (OpenMetrics,
+//! with exemplar storage) and answering PromQL about the traffic we made,
+//! exemplars that lead to spans, the route cap under 100000 random paths,
+//! and `/api/stats` percentiles against the client's own measurements.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use sidetrace::Sidecar;
+use sidetrace::config::Config;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------------------
+// Helpers: an app that sleeps as told, a keep-alive client, a scrape parser.
+
+/// Answers every path after `?ms=N` milliseconds with status `?status=S`
+/// (default 200), so a test knows what each request cost upstream.
+async fn sleeper_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let q = req.uri().query().unwrap_or("");
+                    let param = |k: &str| q.split('&').find_map(|p| p.strip_prefix(k)?.strip_prefix('='));
+                    let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let status: u16 = param("status").and_then(|v| v.parse().ok()).unwrap_or(200);
+                    if ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"ok\n")));
+                    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                    Ok::<_, Infallible>(r)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// One GET on a kept-alive connection: status, body, and the time from
+/// sending to the body's end as this client saw it.
+async fn get(sender: &mut Sender, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String, Duration) {
+    sender.ready().await.unwrap();
+    let mut req = Request::get(uri);
+    if uri.starts_with('/') {
+        req = req.header("host", "metrics.test");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let started = Instant::now();
+    let resp = sender.send_request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned(), started.elapsed())
+}
+
+/// A one-off GET to a server (the admin port, Prometheus' API).
+async fn fetch(addr: SocketAddr, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let (status, body, _) = get(&mut connect(addr).await, uri, headers).await;
+    (status, body)
+}
+
+async fn metrics_text(s: &Sidecar, accept: Option<&str>) -> String {
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+    let (status, body) = fetch(s.admin.unwrap(), "/metrics", &headers).await;
+    assert_eq!(status, 200);
+    body
+}
+
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+    exemplar: Option<BTreeMap<String, String>>,
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    // Label values here never hold `",`, so a plain split is enough.
+    s.split("\",")
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once("=\""))
+        .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+        .collect()
+}
+
+/// The samples of an exposition (either format), with exemplars.
+fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|line| {
+            let (sample, exemplar) = match line.split_once(" # ") {
+                Some((s, e)) => (s, Some(e)),
+                None => (line, None),
+            };
+            let (series, value) = sample.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, parse_labels(l.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            let exemplar = exemplar.map(|e| parse_labels(&e[1..e.find('}').unwrap()]));
+            Sample { name: name.to_string(), labels, value: value.parse().unwrap(), exemplar }
+        })
+        .collect()
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+}
+
+fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Whether a peer binary can run; in CI (`CI` set) a missing peer fails
+/// the test instead, since `.ci/run` installs it.
+fn peer(binary: &str) -> bool {
+    let ok = Command::new(binary).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{binary} is missing; scripts/test.sh installs it (apt prometheus)");
+        eprintln!("SKIPPED: {binary} is not installed (apt-get install -y prometheus)");
+    }
+    ok
+}
+
+// ---------------------------------------------------------------------------
+// 1. promtool accepts the classic output, with every family present.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_output_passes_promtool_and_has_every_family() {
+    let app = sleeper_app().await;
+    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let inbound = sidecar.inbound.unwrap();
+    let mut c = connect(inbound).await;
+    for uri in ["/users/42?ms=1", "/users/43", "/health", "/fail?status=503", "/missing?status=404"] {
+        get(&mut c, uri, &[]).await;
+    }
+    // An unknown method becomes _OTHER.
+    let mut raw = TcpStream::connect(inbound).await.unwrap();
+    raw.write_all(b"PURGE /cache HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink).await;
+    // Outbound, as the app's HTTP proxy: a client metric with the server.
+    let mut out = connect(sidecar.outbound.unwrap()).await;
+    let (status, _, _) = get(&mut out, &format!("http://{app}/orders/7"), &[]).await;
+    assert_eq!(status, 200);
+    // Opaque TCP: bytes that are not HTTP are relayed to the app as they are.
+    let mut opaque = TcpStream::connect(inbound).await.unwrap();
+    opaque.write_all(b"\x00\x01hello opaque\r\n").await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), opaque.read_to_end(&mut sink)).await;
+    drop(opaque);
+
+    let text = metrics_text(&sidecar, None).await;
+    let samples = parse(&text);
+    assert!(!text.contains(" # {"), "no exemplars in the classic format");
+    assert!(!text.contains("# EOF"));
+    for family in [
+        "http_server_request_duration_seconds_bucket",
+        "http_server_request_body_size_bytes_count",
+        "http_server_response_body_size_bytes_sum",
+        "http_server_active_requests",
+        "http_client_request_duration_seconds_count",
+        "sidetrace_proxy_overhead_seconds_count",
+        "sidetrace_upstream_connect_duration_seconds_count",
+        "sidetrace_tcp_smoothed_rtt_seconds_count",
+        "sidetrace_protocol_detections_total",
+        "sidetrace_tcp_connections_opened_total",
+        "sidetrace_tcp_read_bytes_total",
+        "sidetrace_route_overflow_total",
+        "sidetrace_spans_recorded_total",
+        "sidetrace_spans_dropped_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+        "process_start_time_seconds",
+        "sidetrace_build_info",
+    ] {
+        assert!(samples.iter().any(|s| s.name == family), "no {family} in:\n{text}");
+    }
+    // Labels exactly as the conventions name them.
+    let labels = |name: &str| -> Vec<String> {
+        let s = samples.iter().find(|s| s.name == name).unwrap();
+        s.labels.keys().cloned().collect()
+    };
+    let server = ["http_request_method", "http_response_status_code", "http_route", "network_protocol_version"];
+    let mut want: Vec<String> = server.iter().chain(&["url_scheme"]).map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(labels("http_server_request_duration_seconds_count"), want);
+    want.extend(["server_address".to_string(), "server_port".to_string()]);
+    want.sort();
+    assert_eq!(labels("http_client_request_duration_seconds_count"), want);
+    let v = |name, labels: &[(&str, &str)]| value(&samples, name, labels);
+    let count = "http_server_request_duration_seconds_count";
+    assert_eq!(v(count, &[("http_route", "/users/{id}"), ("http_response_status_code", "200")]), Some(2.0));
+    assert_eq!(v(count, &[("http_route", "/fail"), ("http_response_status_code", "503")]), Some(1.0));
+    assert_eq!(v(count, &[("http_request_method", "_OTHER"), ("http_route", "/cache")]), Some(1.0));
+    let port = app.port().to_string();
+    let client = [("server_address", "127.0.0.1"), ("server_port", port.as_str()), ("http_route", "/orders/{id}")];
+    assert_eq!(v("http_client_request_duration_seconds_count", &client), Some(1.0));
+    assert_eq!(v("sidetrace_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert_eq!(v("http_server_active_requests", &[("http_request_method", "GET")]), Some(0.0));
+    let detections = [("direction", "inbound"), ("protocol", "opaque"), ("outcome", "detected")];
+    assert_eq!(v("sidetrace_protocol_detections_total", &detections), Some(1.0));
+    let opaque = [("direction", "inbound"), ("protocol", "opaque"), ("peer", "client")];
+    assert_eq!(v("sidetrace_tcp_read_bytes_total", &opaque), Some(16.0));
+    // Every request that reached the upstream had its overhead measured.
+    assert_eq!(v("sidetrace_proxy_overhead_seconds_count", &[("direction", "inbound")]), Some(6.0));
+
+    if !peer("promtool") {
+        return;
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool.stdin.take().unwrap().write_all_sync(text.as_bytes());
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n\n{text}");
+}
+
+trait WriteAllSync {
+    fn write_all_sync(self, b: &[u8]);
+}
+
+impl WriteAllSync for std::process::ChildStdin {
+    fn write_all_sync(mut self, b: &[u8]) {
+        std::io::Write::write_all(&mut self, b).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. A real Prometheus scrapes the sidecar and answers PromQL.
+
+/// A Prometheus server on a free loopback port, scraping `target` every
+/// second; killed (and its data removed) when dropped.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("sidetrace-prom-{}-{}", std::process::id(), fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sidetrace\n    static_configs:\n      - targets: [{}]\n",
+            targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let addr = support::closed_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Prometheus { child, addr, dir };
+        let up = wait_for(Duration::from_secs(30), || async {
+            TcpStream::connect(p.addr).await.is_ok() && fetch(p.addr, "/-/ready", &[]).await.0 == 200
+        })
+        .await;
+        assert!(up, "prometheus did not become ready:\n{}", p.log());
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// An instant query, at `time` if given: the first result's value.
+    async fn query(&self, q: &str, time: Option<f64>) -> Option<f64> {
+        let r = self.api("query", q, time.map(|t| format!("&time={t:.3}")).unwrap_or_default()).await;
+        r["data"]["result"].get(0)?["value"][1].as_str()?.parse().ok()
+    }
+
+    async fn api(&self, endpoint: &str, q: &str, extra: String) -> Value {
+        let q = percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC);
+        let (status, body) = fetch(self.addr, &format!("/api/v1/{endpoint}?query={q}{extra}"), &[]).await;
+        assert_eq!(status, 200, "{endpoint} {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_for<F: Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_and_answers_rate_and_p99() {
+    if !peer("prometheus") {
+        return;
+    }
+    let app = sleeper_app().await;
+    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    // A second sidecar with an exporter (to a closed port) and opaque TCP,
+    // so that every family goes through Prometheus' OpenMetrics parser.
+    let endpoint = format!("http://{}", support::closed_port());
+    let other = support::proxy_with(Config::local_with(app, "metrics-test-2", &["--otlp-endpoint", &endpoint])).await;
+    let mut opaque = TcpStream::connect(other.inbound.unwrap()).await.unwrap();
+    opaque.write_all(b"\x00\x01hello opaque\r\n").await.unwrap();
+    get(&mut connect(other.inbound.unwrap()).await, "/other", &[]).await;
+    let prom = Prometheus::start(&[sidecar.admin.unwrap(), other.admin.unwrap()]).await;
+    // Queries about the first sidecar only.
+    let this = format!("instance=\"{}\"", sidecar.admin.unwrap());
+    let count = &format!("sum(http_server_request_duration_seconds_count{{{this}}})");
+
+    // One request first, so the series exists (count 1) before the traffic
+    // whose rate we ask for; then 180 fast and 20 slow (350 ms) requests
+    // on the same route, 20 at a time.
+    let inbound = sidecar.inbound.unwrap();
+    get(&mut connect(inbound).await, "/work", &[]).await;
+    let seen = wait_for(Duration::from_secs(30), || async { prom.query(count, None).await == Some(1.0) }).await;
+    assert!(seen, "prometheus never scraped the first request:\n{}", prom.log());
+    let first_scrape = Instant::now();
+    let workers: Vec<_> = (0..20)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut c = connect(inbound).await;
+                let mut seen = Vec::new();
+                for i in 0..10 {
+                    let uri = if i == 0 { "/work?ms=350" } else { "/work" };
+                    let (status, _, took) = get(&mut c, uri, &[]).await;
+                    assert_eq!(status, 200, "worker {w}");
+                    seen.push((i == 0, took));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut client = Vec::new();
+    for w in workers {
+        client.extend(w.await.unwrap());
+    }
+    let all = wait_for(Duration::from_secs(30), || async { prom.query(count, None).await == Some(201.0) }).await;
+    assert!(all, "prometheus never saw all 201 requests");
+
+    // Evaluate at the newest scrape, so nothing is extrapolated past it.
+    let at = prom
+        .query(&format!("max(timestamp(http_server_request_duration_seconds_count{{{this}}}))"), None)
+        .await
+        .unwrap();
+    let rate = prom
+        .query(&format!("sum(rate(http_server_request_duration_seconds_count{{{this}}}[1m]))"), Some(at))
+        .await
+        .unwrap();
+    // The counter went from 1 to 201 inside the window: an increase of 200.
+    // Prometheus extrapolates the window's start back to where the counter
+    // would have been zero (here: by one request), never further, and
+    // divides by the 60 s range.
+    // (Provided the count-1 sample is inside the window: on a machine so
+    // slow that over 50 s passed since it, the window may start between
+    // samples, and Prometheus extrapolates up to ~1.1 scrape intervals.)
+    if first_scrape.elapsed() < Duration::from_secs(50) {
+        assert!((200.0 / 60.0 - 1e-9..=201.0 / 60.0 + 1e-9).contains(&rate), "rate {rate}, want 200/60 to 201/60");
+    } else {
+        assert!((200.0 / 60.0 * 0.9..=201.0 / 60.0 * 1.1).contains(&rate), "rate {rate}, want about 200/60");
+    }
+
+    let q = &format!(
+        "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{this}}}[1m])))"
+    );
+    let p99 = prom.query(q, Some(at)).await.unwrap();
+    // Every bucket's rate is its final count over 60 s (see above), so the
+    // quantile is that of the final counts: 181 fast requests below 0.25 s
+    // and 20 slow ones in (0.25, 0.5]. Rank 0.99 × 201 = 198.99 lies
+    // 17.99/20 into that bucket: 0.25 + 0.25 × 17.99 / 20. The slow ones
+    // took at least their 350 ms upstream; whether the fast ones stayed
+    // under 250 ms and the slow ones under 500 ms, the client's own clock
+    // tells (an upper bound of what the proxy saw).
+    let fast_ok = client.iter().filter(|(slow, _)| !slow).all(|(_, t)| *t < Duration::from_millis(250));
+    let slow_ok = client.iter().filter(|(slow, _)| *slow).all(|(_, t)| *t < Duration::from_millis(500));
+    if fast_ok && slow_ok {
+        let want = 0.25 + 0.25 * (0.99 * 201.0 - 181.0) / 20.0;
+        assert!((p99 - want).abs() < 1e-6, "p99 {p99}, want {want}");
+    } else {
+        eprintln!(
+            "this machine was slow (a fast request over 250 ms or a slow one over 500 ms): checking p99's range only"
+        );
+        assert!((0.25..=10.0).contains(&p99), "p99 {p99}");
+    }
+
+    // Prometheus scraped OpenMetrics and kept exemplars: they name spans.
+    let (end, start) = (at + 1.0, at - 120.0);
+    let ex = prom
+        .api(
+            "query_exemplars",
+            &format!("http_server_request_duration_seconds_bucket{{{this}}}"),
+            format!("&start={start:.3}&end={end:.3}"),
+        )
+        .await;
+    let trace_ids: Vec<String> = ex["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+        .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!trace_ids.is_empty(), "no exemplars stored: {ex}");
+    let (status, _) = fetch(sidecar.admin.unwrap(), &format!("/api/traces/{}", trace_ids[0]), &[]).await;
+    assert_eq!(status, 200, "exemplar trace {} is not in /api/traces", trace_ids[0]);
+    // The second target's scrapes parse too: its exporter and TCP series are in.
+    let up = format!("up{{instance=\"{}\"}}", other.admin.unwrap());
+    assert_eq!(
+        prom.query(&up, None).await,
+        Some(1.0),
+        "the second sidecar's OpenMetrics did not parse:\n{}",
+        prom.log()
+    );
+    for q in ["sidetrace_exporter_batches_total", "sidetrace_tcp_read_bytes_total", "process_cpu_seconds_total"] {
+        let n = prom.query(&format!("count({q})"), None).await;
+        assert!(n.is_some_and(|n| n >= 1.0), "{q} not scraped");
+    }
+    drop(opaque);
+    drop(prom);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Exemplars in OpenMetrics lead to spans.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_exemplars_carry_trace_ids_of_spans() {
+    let app = sleeper_app().await;
+    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let mut c = connect(sidecar.inbound.unwrap()).await;
+    for i in 0..20 {
+        get(&mut c, &format!("/items/{i}?ms={}", i % 3), &[]).await;
+    }
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (status, text) = {
+        let mut c = connect(sidecar.admin.unwrap()).await;
+        c.ready().await.unwrap();
+        let req = Request::get("/metrics").header("accept", accept).body(Empty::new()).unwrap();
+        let resp = c.send_request(req).await.unwrap();
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (200, String::from_utf8(body.to_vec()).unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"));
+    assert!(text.contains("# UNIT http_server_request_duration_seconds seconds\n"));
+    assert!(text.contains("# TYPE sidetrace_route_overflow counter\n"));
+    let samples = parse(&text);
+    let exemplars: Vec<&BTreeMap<String, String>> = samples
+        .iter()
+        .filter(|s| s.name == "http_server_request_duration_seconds_bucket")
+        .filter_map(|s| s.exemplar.as_ref())
+        .collect();
+    assert!(!exemplars.is_empty(), "no exemplars:\n{text}");
+    let spans = support::spans(&sidecar, 20).await;
+    for e in &exemplars {
+        let (trace_id, span_id) = (&e["trace_id"], &e["span_id"]);
+        let (status, body) = fetch(sidecar.admin.unwrap(), &format!("/api/traces/{trace_id}"), &[]).await;
+        assert_eq!(status, 200, "exemplar trace {trace_id} not in /api/traces");
+        assert!(body.contains(span_id), "span {span_id} not in trace {trace_id}");
+        assert!(spans.iter().any(|s| s.trace_id.to_string() == *trace_id && s.sampled));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. 100000 distinct random paths: series stay under the cap.
+
+/// A path segment that route templating keeps as it is (letters only,
+/// short), distinct for each `i`, with a random tail.
+fn random_path(i: usize, rng: &mut fastrand::Rng) -> String {
+    let mut seg = String::new();
+    let mut n = i;
+    loop {
+        seg.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    let tail: String = (0..6).map(|_| rng.lowercase()).collect();
+    format!("/r/{seg}-{tail}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_paths_keep_series_under_the_cap() {
+    const REQUESTS: usize = 100_000;
+    const MAX_ROUTES: usize = 200; // the default
+    let app = sleeper_app().await;
+    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let inbound = sidecar.inbound.unwrap();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(w as u64);
+                let mut c = connect(inbound).await;
+                for i in (w..REQUESTS).step_by(8) {
+                    let (status, _, _) = get(&mut c, &random_path(i, &mut rng), &[]).await;
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    eprintln!("{REQUESTS} requests in {:?}", started.elapsed());
+    let text = metrics_text(&sidecar, None).await;
+    let samples = parse(&text);
+    let series = |name: &str| samples.iter().filter(|s| s.name == name).count();
+    // One series per route (all GET, 200, HTTP/1.1), plus _other.
+    assert_eq!(series("http_server_request_duration_seconds_count"), MAX_ROUTES + 1);
+    let other = value(&samples, "http_server_request_duration_seconds_count", &[("http_route", "_other")]);
+    assert_eq!(other, Some((REQUESTS - MAX_ROUTES) as f64));
+    assert_eq!(
+        value(&samples, "sidetrace_route_overflow_total", &[("direction", "inbound")]),
+        Some((REQUESTS - MAX_ROUTES) as f64)
+    );
+    assert_eq!(value(&samples, "sidetrace_routes", &[("direction", "inbound")]), Some(MAX_ROUTES as f64));
+    assert_eq!(sum(&samples, "http_server_request_duration_seconds_count", &[]), REQUESTS as f64);
+    // The whole exposition stays small: bounded by the cap, not the paths.
+    assert!(samples.len() < (MAX_ROUTES + 1) * 60 + 500, "{} samples", samples.len());
+    let stats: Value = serde_json::from_str(&fetch(sidecar.admin.unwrap(), "/api/stats", &[]).await.1).unwrap();
+    assert_eq!(stats["routes"].as_array().unwrap().len(), MAX_ROUTES + 1);
+}
+
+// ---------------------------------------------------------------------------
+// 5. /api/stats percentiles agree with what the client measured.
+
+/// Upstream milliseconds of the i-th request to a route.
+type Sleep = fn(usize) -> u64;
+
+/// Nearest-rank percentile, as `/api/stats` defines it.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_stats_percentiles_match_the_clients_measurements() {
+    let app = sleeper_app().await;
+    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let inbound = sidecar.inbound.unwrap();
+    // Three routes, each with its own spread of upstream sleeps. Each
+    // request carries a traceparent of its own, so the proxy's span of it
+    // can be matched with the client's measurement.
+    let routes: [(&str, Sleep); 3] = [
+        ("/fast", |i| (i % 5) as u64),
+        ("/medium", |i| 10 + 5 * (i % 10) as u64),
+        ("/slow", |i| 40 + 20 * (i % 5) as u64),
+    ];
+    let mut measured: BTreeMap<&str, Vec<(String, Duration)>> = BTreeMap::new();
+    for (route, sleep) in routes {
+        let workers: Vec<_> = (0..5)
+            .map(|w| {
+                tokio::spawn(async move {
+                    let mut c = connect(inbound).await;
+                    let mut took = Vec::new();
+                    for i in (w..100).step_by(5) {
+                        let status = if i % 25 == 0 { 500 } else { 200 };
+                        let uri = format!("{route}?ms={}&status={status}", sleep(i));
+                        let trace_id = format!("{:032x}", fastrand::u128(1..));
+                        let traceparent = format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..));
+                        let (_, _, t) = get(&mut c, &uri, &[("traceparent", &traceparent)]).await;
+                        took.push((trace_id, t));
+                    }
+                    took
+                })
+            })
+            .collect();
+        for w in workers {
+            measured.entry(route).or_default().extend(w.await.unwrap());
+        }
+    }
+    let (status, body) = fetch(sidecar.admin.unwrap(), "/api/stats", &[]).await;
+    assert_eq!(status, 200);
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    let spans: BTreeMap<String, Duration> = support::spans(&sidecar, 300)
+        .await
+        .iter()
+        .map(|s| (s.trace_id.to_string(), Duration::from_nanos(s.duration_nanos())))
+        .collect();
+    let uptime = stats["uptime_seconds"].as_f64().unwrap();
+    for (route, requests) in measured {
+        let row = stats["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == route && r["direction"] == "inbound")
+            .unwrap_or_else(|| panic!("{route} not in {body}"));
+        assert_eq!(row["count"], 100, "{row}");
+        assert_eq!(row["errors"], 4, "{row}");
+        if uptime < 59.0 {
+            // Every request ended within the last minute, which is shorter
+            // than the sidecar's life: the rate is count over uptime.
+            let tps = row["tps"].as_f64().unwrap();
+            assert!((tps * uptime - 100.0).abs() < 1e-6, "tps {tps} over {uptime} s");
+        }
+        let mut client: Vec<Duration> = requests.iter().map(|(_, t)| *t).collect();
+        let mut proxy: Vec<Duration> = requests.iter().map(|(id, _)| spans[id]).collect();
+        // The client's clock starts before the proxy's and stops after it:
+        // per request, client = proxy + the loopback hops. The largest such
+        // gap bounds how far the client's percentiles may sit above ours.
+        let gap = requests.iter().map(|(id, t)| t.saturating_sub(spans[id])).max().unwrap();
+        assert!(requests.iter().all(|(id, t)| spans[id] <= *t), "a span outlasted its client request");
+        client.sort();
+        proxy.sort();
+        let gap_ms = gap.as_secs_f64() * 1000.0;
+        for (key, p) in [("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0), ("max_ms", 100.0)] {
+            let ours = row[key].as_f64().unwrap();
+            // Against the proxy's own spans: the histogram knows a value
+            // within 1/128 of it, in whole microseconds.
+            let exact = percentile(&proxy, p);
+            assert!((ours - exact).abs() <= exact / 128.0 + 0.001, "{route} {key}: {ours} vs spans' {exact}");
+            // Against the client: within that resolution, and no lower than
+            // the client's number less the largest gap.
+            let theirs = percentile(&client, p);
+            assert!(
+                ours <= theirs * (1.0 + 1.0 / 128.0) + 0.001 && ours >= theirs * (1.0 - 1.0 / 128.0) - gap_ms - 0.001,
+                "{route} {key}: /api/stats says {ours:.3} ms, the client measured {theirs:.3} ms (gap up to {gap_ms:.3} ms)"
+            );
+        }
+        let mean = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / v.len() as f64;
+        let ours = row["mean_ms"].as_f64().unwrap();
+        assert!((ours - mean(&proxy)).abs() <= 0.001, "{route} mean {ours} vs spans' {}", mean(&proxy));
+        let theirs = mean(&client);
+        assert!(ours <= theirs && ours >= theirs - gap_ms - 0.001, "{route} mean {ours} vs client {theirs}");
+        eprintln!("{route}: mean {ours:.3} ms (client {theirs:.3} ms), largest client-proxy gap {gap_ms:.3} ms");
+    }
+}
