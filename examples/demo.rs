@@ -10,12 +10,11 @@
 
 mod apps;
 
-use hdrhistogram::Histogram;
 use sidetrace::Sidecar;
 use sidetrace::config::Config;
 use sidetrace::listen::Direction;
 use sidetrace::trace::{SpanId, SpanRecord, TraceId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -141,18 +140,11 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
         print_trace(client, &producer, server, &consumer);
     }
 
-    print_routes(
-        &format!("outbound: producer sidecar, CLIENT spans, {elapsed:.1} s"),
-        &client_spans,
-        &producer,
-        elapsed,
-    );
-    print_routes(
-        &format!("inbound: consumer sidecar, SERVER spans, {elapsed:.1} s"),
-        &server_spans,
-        &consumer,
-        elapsed,
-    );
+    // The same numbers as each sidecar's GET /api/stats.
+    println!("\noutbound: producer sidecar, CLIENT spans, {elapsed:.1} s");
+    print!("{}", producer.metrics.stats().table(Direction::Outbound));
+    println!("\ninbound: consumer sidecar, SERVER spans, {elapsed:.1} s");
+    print!("{}", consumer.metrics.stats().table(Direction::Inbound));
 
     println!("\nadmin (until shutdown): /live /ready /api/traces");
     for (name, sidecar) in [("producer sidecar", &producer), ("consumer sidecar", &consumer)] {
@@ -200,41 +192,6 @@ fn print_trace(client: &SpanRecord, producer: &Sidecar, server: &SpanRecord, con
     };
     line("", client, producer, "CLIENT");
     line("└─ ", server, consumer, "SERVER");
-}
-
-fn print_routes(title: &str, spans: &[SpanRecord], sidecar: &Sidecar, seconds: f64) {
-    struct Row {
-        errors: u64,
-        micros: Histogram<u64>,
-    }
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for s in spans {
-        let row = rows.entry(sidecar.encoder.route(s)).or_insert_with(|| Row {
-            errors: 0,
-            // 1 µs to 1 min at 3 significant digits: constant bounds that cannot fail.
-            micros: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-        });
-        row.errors += u64::from(s.is_error());
-        row.micros.saturating_record((s.duration_nanos() / 1000).max(1));
-    }
-    let w = rows.keys().map(String::len).max().unwrap_or(0).max("route".len());
-    println!("\n{title}");
-    println!(
-        "  {:<w$} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
-        "route", "count", "errors", "TPS", "mean ms", "p50 ms", "p90 ms", "p99 ms"
-    );
-    for (route, Row { errors, micros: h }) in &rows {
-        let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        let count = h.len();
-        println!(
-            "  {route:<w$} {count:>7} {errors:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            count as f64 / seconds,
-            h.mean() / 1000.0,
-            q(0.5),
-            q(0.9),
-            q(0.99)
-        );
-    }
 }
 
 fn ms(span: &SpanRecord) -> f64 {
