@@ -12,10 +12,16 @@
 //! forwards it to the original destination with a `traceparent` and records
 //! a CLIENT span.
 //!
+//! Inbound over IPv6: the same as inbound, with the veth pair addressed in
+//! fd00:213::/64, an ip6tables REDIRECT (`IP6T_SO_ORIGINAL_DST`) and an app
+//! listening on `[::1]`.
+//!
 //! Each test builds its own world and tears it down in `Drop`: two network
-//! namespaces, a veth pair in 10.213.0.0/30, the processes. They need root,
-//! `ip netns` and iptables (and `setpriv` for the outbound one); without them
-//! they say why and skip. Every other failure fails the test.
+//! namespaces, a veth pair in 10.213.0.0/30 (or fd00:213::/64), the
+//! processes. They need root, `ip netns` and iptables (ip6tables, and IPv6
+//! in a network namespace, for the IPv6 one; `setpriv` for the outbound
+//! one); without them they say why and skip. Every other failure fails the
+//! test.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -32,6 +38,10 @@ use std::time::Duration;
 const CLIENT_IP: &str = "10.213.0.1";
 const POD_IP: &str = "10.213.0.2";
 const PREFIX_LEN: &str = "30";
+/// The IPv6 test's own pair of unique local addresses, likewise.
+const CLIENT_IP6: &str = "fd00:213::1";
+const POD_IP6: &str = "fd00:213::2";
+const PREFIX_LEN6: &str = "64";
 const APP_PORT: u16 = 8080;
 const INBOUND_PORT: u16 = 15006;
 const ADMIN: &str = "127.0.0.1:15020";
@@ -125,6 +135,29 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr).trim()
         );
         out
+    }
+
+    /// Makes sure IPv6 is on in `ns` (a new namespace may inherit
+    /// `disable_ipv6=1`); `Err`, a reason to skip, if the kernel has no
+    /// IPv6 or will not let us turn it on. Setting `all` sets `default`
+    /// and every existing interface (`lo`) as well.
+    fn enable_ipv6(&self, ns: &str) -> Result<(), String> {
+        let key = "net.ipv6.conf.all.disable_ipv6";
+        let out = self.exec(ns, &["sysctl", "-n", key]);
+        if !out.status.success() {
+            return Err(format!("no IPv6 in a network namespace: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        if text(&out).trim() == "0" {
+            return Ok(());
+        }
+        let out = self.exec(ns, &["sysctl", "-w", &format!("{key}=0")]);
+        if !out.status.success() {
+            return Err(format!(
+                "IPv6 is disabled in a network namespace ({key}=1) and cannot be enabled: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
     }
 
     /// Starts a long-running process inside `ns`. `ip netns exec` execs the
@@ -239,16 +272,30 @@ impl Lab {
     }
 }
 
-/// Builds the namespaces and the veth pair, and appends `nat_rules` (each
-/// the arguments of one `iptables -t nat` call) in the pod namespace. `Err`
-/// is a reason to skip: the machine does not allow this kind of test, or
-/// lacks one of `tools`. `tag` keeps the names of concurrent tests apart.
-fn lab(tag: &str, tools: &[&str], nat_rules: &[String]) -> Result<Lab, String> {
+/// The address family of a lab's veth pair, and so of its nat rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `CLIENT_IP` and `POD_IP`; `iptables` rules.
+    V4,
+    /// `CLIENT_IP6` and `POD_IP6`; `ip6tables` rules.
+    V6,
+}
+
+/// Builds the namespaces and the veth pair, addressed in `family`, and
+/// appends `nat_rules` (each the arguments of one `iptables -t nat` call,
+/// or `ip6tables -t nat` for `Family::V6`) in the pod namespace. `Err` is a
+/// reason to skip: the machine does not allow this kind of test, or lacks
+/// one of `tools`. `tag` keeps the names of concurrent tests apart.
+fn lab(tag: &str, family: Family, tools: &[&str], nat_rules: &[String]) -> Result<Lab, String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("not running as root (network namespaces and iptables need it)".into());
     }
-    for tool in ["iptables"].iter().chain(tools) {
+    let (iptables, addrs) = match family {
+        Family::V4 => ("iptables", [(CLIENT_IP, PREFIX_LEN), (POD_IP, PREFIX_LEN)]),
+        Family::V6 => ("ip6tables", [(CLIENT_IP6, PREFIX_LEN6), (POD_IP6, PREFIX_LEN6)]),
+    };
+    for tool in [iptables].iter().chain(tools) {
         match Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
             Ok(s) if s.success() => {}
             Ok(s) => return Err(format!("`{tool} --version` failed ({s})")),
@@ -282,6 +329,11 @@ fn lab(tag: &str, tools: &[&str], nat_rules: &[String]) -> Result<Lab, String> {
         }
         lab.namespaces.push(ns);
     }
+    if family == Family::V6 {
+        for ns in [lab.client_ns.clone(), lab.pod_ns.clone()] {
+            lab.enable_ipv6(&ns)?;
+        }
+    }
 
     // The veth ends are created straight inside the namespaces, so no
     // interface of ours ever appears in the host's namespace.
@@ -294,17 +346,24 @@ fn lab(tag: &str, tools: &[&str], nat_rules: &[String]) -> Result<Lab, String> {
     if !out.status.success() {
         return Err(format!("cannot create a veth pair: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
-    for (ns, ifname, ip) in [(lab.client_ns.clone(), &client_if, CLIENT_IP), (lab.pod_ns.clone(), &pod_if, POD_IP)] {
-        let cidr = format!("{ip}/{PREFIX_LEN}");
-        lab.must(&ns, &["ip", "addr", "add", &cidr, "dev", ifname]);
+    let [client_addr, pod_addr] = addrs;
+    for (ns, ifname, (ip, prefix_len)) in
+        [(lab.client_ns.clone(), &client_if, client_addr), (lab.pod_ns.clone(), &pod_if, pod_addr)]
+    {
+        let cidr = format!("{ip}/{prefix_len}");
+        match family {
+            Family::V4 => lab.must(&ns, &["ip", "addr", "add", &cidr, "dev", ifname]),
+            // nodad: usable at once, not tentative for a second or two.
+            Family::V6 => lab.must(&ns, &["ip", "-6", "addr", "add", &cidr, "dev", ifname, "nodad"]),
+        };
         lab.must(&ns, &["ip", "link", "set", ifname, "up"]);
         lab.must(&ns, &["ip", "link", "set", "lo", "up"]);
     }
 
     for rule in nat_rules {
         // -w: the legacy backend's lock is shared by all namespaces, and the
-        // other test may be installing its rule at this very moment.
-        let args: Vec<&str> = ["iptables", "-w", "-t", "nat"].into_iter().chain(rule.split_whitespace()).collect();
+        // other tests may be installing their rules at this very moment.
+        let args: Vec<&str> = [iptables, "-w", "-t", "nat"].into_iter().chain(rule.split_whitespace()).collect();
         let out = lab.exec(&lab.pod_ns, &args);
         if !out.status.success() {
             return Err(format!(
@@ -353,7 +412,7 @@ fn int_attr(span: &Value, key: &str) -> Option<i64> {
 #[test]
 fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     let rule = format!("-A PREROUTING -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {INBOUND_PORT}");
-    let mut lab = match lab("i", &[], &[rule]) {
+    let mut lab = match lab("i", Family::V4, &[], &[rule]) {
         Ok(lab) => lab,
         Err(why) => {
             eprintln!("skipping transparent test: {why}");
@@ -442,7 +501,7 @@ fn redirected_outbound_request_reaches_the_server_and_is_traced() {
         "-A OUTPUT -p tcp -d {CLIENT_IP} --dport {SERVER_PORT} -m owner ! --uid-owner {PROXY_UID} \
          -j REDIRECT --to-ports {OUTBOUND_PORT}"
     );
-    let mut lab = match lab("o", &["setpriv"], &[rule]) {
+    let mut lab = match lab("o", Family::V4, &["setpriv"], &[rule]) {
         Ok(lab) => lab,
         Err(why) => {
             eprintln!("skipping transparent outbound test: {why}");
@@ -546,4 +605,98 @@ fn redirected_outbound_request_reaches_the_server_and_is_traced() {
     let client_field = line["client"].as_str().unwrap_or_default();
     assert!(client_field.starts_with(&format!("{POD_IP}:")), "the app's own address: {line}");
     assert_eq!(line["span_id"], span["spanId"], "the log line and the span describe the same request");
+}
+
+#[test]
+fn redirected_inbound_ipv6_request_reaches_the_app_and_is_traced() {
+    let rule = format!("-A PREROUTING -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {INBOUND_PORT}");
+    let mut lab = match lab("6", Family::V6, &[], &[rule]) {
+        Ok(lab) => lab,
+        Err(why) => {
+            eprintln!("skipping transparent IPv6 test: {why}");
+            return;
+        }
+    };
+    let (pod, client) = (lab.pod_ns.clone(), lab.client_ns.clone());
+
+    // The app: a plain file server on its usual port, IPv6 loopback only, so
+    // every leg of the request is IPv6.
+    std::fs::write(lab.dir.join("hello.txt"), BODY).expect("write hello.txt");
+    let app_log = std::fs::File::create(lab.dir.join("app.log")).expect("create app.log");
+    let app_dir = lab.dir.to_string_lossy().into_owned();
+    let app_port = APP_PORT.to_string();
+    lab.spawn(
+        "app",
+        &pod,
+        &["python3", "-m", "http.server", &app_port, "--bind", "::1", "--directory", &app_dir],
+        Stdio::null(),
+        app_log.into(),
+    );
+    let app_url = format!("http://[::1]:{APP_PORT}/hello.txt");
+    let app_ready = lab.wait_for(&["app"], |lab| {
+        let out = lab.exec(&pod, &["curl", "-g", "-s", "--max-time", "2", &app_url]);
+        (out.status.success() && text(&out) == BODY).then_some(())
+    });
+    assert!(app_ready.is_some(), "the app never served {app_url}\n{}", lab.diagnostics());
+
+    // `--app` names a port nothing listens on: the proxy uses it only when
+    // a connection has no original destination, so the request reaches the
+    // app only if IP6T_SO_ORIGINAL_DST gave the proxy the original port.
+    let inbound = format!("[::]:{INBOUND_PORT}");
+    let app = format!("[::1]:{}", APP_PORT + 1);
+    lab.start_proxy(
+        &[env!("CARGO_BIN_EXE_sidetrace")],
+        &[
+            "--inbound",
+            &inbound,
+            "--app",
+            &app,
+            "--outbound",
+            "off",
+            "--admin",
+            ADMIN,
+            "--access-log",
+            "json",
+            "--service-name",
+            "transparent-ipv6-test",
+        ],
+    );
+
+    // The client calls the app's own port at the pod's IPv6 address; only
+    // the ip6tables REDIRECT rule brings the connection to the proxy.
+    let url = format!("http://[{POD_IP6}]:{APP_PORT}/hello.txt");
+    let out = lab.exec(&client, &["curl", "-g", "-sS", "--fail", "--max-time", "10", &url]);
+    assert!(
+        out.status.success(),
+        "curl {url} from {client} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        lab.diagnostics()
+    );
+    assert_eq!(text(&out), BODY, "the app's file, byte for byte");
+
+    let span = lab.span_for("/hello.txt");
+    assert_eq!(span["kind"], 2, "a SERVER span: {span}");
+    assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
+    assert_eq!(
+        string_attr(&span, "client.address"),
+        Some(CLIENT_IP6),
+        "the client's own IPv6 address, not a NAT, loopback or IPv4-mapped one: {span}"
+    );
+    assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
+    assert_eq!(string_attr(&span, "server.address"), Some(POD_IP6), "from the Host header: {span}");
+    assert_eq!(int_attr(&span, "server.port"), Some(i64::from(APP_PORT)), "{span}");
+
+    let line = lab.access_log_line("/hello.txt");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["direction"], "inbound", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(
+        line["upstream"],
+        format!("[::1]:{APP_PORT}"),
+        "the app's address with the original port from IP6T_SO_ORIGINAL_DST: {line}"
+    );
+    let client_field = line["client"].as_str().unwrap_or_default();
+    assert!(client_field.starts_with(&format!("[{CLIENT_IP6}]:")), "{line}");
+    assert_eq!(line["trace_id"], span["traceId"], "the log line and the span describe the same request");
 }

@@ -63,11 +63,23 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drai
     }
 }
 
+/// A dual-stack (`[::]`) listener sees IPv4 peers as `::ffff:a.b.c.d`;
+/// spans and logs name them as the IPv4 addresses they are.
+fn unmapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
 async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, drain: drain::Watch) {
     let _ = sock.set_nodelay(true);
     let Ok(local) = sock.local_addr() else { return };
     let original_dst = original_dst::original_dst(&sock);
-    let meta = ConnMeta { client, local, original_dst };
+    let meta = ConnMeta { client: unmapped(client), local: unmapped(local), original_dst };
     let dest_port = match shared.direction {
         Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
         Direction::Outbound => original_dst.map(|a| a.port()),
@@ -101,5 +113,18 @@ async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: 
     match target {
         Some(t) => opaque::relay(sock, prefix, t, shared.connect_timeout, tls, &shared.metrics.net).await,
         None => tracing::debug!(client = %meta.client, "non-HTTP connection with no original destination; closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_peers_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.213.0.1]:5000".parse().unwrap();
+        assert_eq!(unmapped(mapped), "10.213.0.1:5000".parse::<SocketAddr>().unwrap());
+        let v6: SocketAddr = "[fd00::1]:5000".parse().unwrap();
+        assert_eq!(unmapped(v6), v6);
     }
 }
