@@ -107,6 +107,10 @@ impl Sidecar {
             config.export.sampling_rate_limit,
         ));
         let (signal, watch) = drain::channel();
+        let listener_of = |direction| match direction {
+            Direction::Inbound => inbound_addr,
+            Direction::Outbound => outbound_addr,
+        };
         let shared = |direction| {
             Arc::new(http::Shared {
                 direction,
@@ -115,7 +119,11 @@ impl Sidecar {
                 detect_timeout: config.detect_timeout,
                 connect_timeout: config.connect_timeout,
                 response_timeout: config.response_timeout,
-                pool: http::pool::Pool::new(config.connect_timeout, metrics.direction(direction)),
+                pool: http::pool::Pool::new(
+                    config.connect_timeout,
+                    metrics.direction(direction),
+                    listener_of(direction),
+                ),
                 sink: sink.clone(),
                 access_log: access_log.clone(),
                 routes: routes.clone(),

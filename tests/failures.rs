@@ -158,3 +158,31 @@ async fn one_gib_each_way_with_flat_memory() {
     eprintln!("proxy peak RSS after 1 GiB each way: {} KiB", peak_kib);
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB is not under 64 MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_would_loop_are_refused_with_508() {
+    // HTTP_PROXY-style request naming the outbound listener itself.
+    let proxy = proxy_for(closed_port()).await;
+    let outbound = proxy.outbound.unwrap();
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &format!("http://{outbound}"),
+        &format!("http://{outbound}/x"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "508");
+    let span = spans(&proxy, 1).await.pop().unwrap();
+    assert_eq!(span.error, Some(ErrorType::LoopDetected));
+
+    // An app address that is the inbound listener under another name.
+    let port = closed_port().port();
+    let mut config = Config::local(([127, 0, 0, 1], port).into(), "loop");
+    config.inbound = Some(([0, 0, 0, 0], port).into());
+    let proxy = proxy_with(config).await;
+    let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/x")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "508");
+    assert_eq!(spans(&proxy, 1).await.len(), 1, "one request, one span: it did not go round");
+}

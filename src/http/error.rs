@@ -12,6 +12,8 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("upstream refused the connection")]
     ConnectionRefused,
+    #[error("the destination is this proxy's own listener: the request would loop")]
+    LoopDetected,
     #[error("could not connect to the upstream: {0}")]
     ConnectFailed(std::io::Error),
     #[error("connecting to the upstream timed out")]
@@ -37,6 +39,7 @@ impl ProxyError {
             | ProxyError::UpstreamReset(_)
             | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -46,6 +49,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => ErrorType::Status(400),
             ProxyError::ConnectionRefused => ErrorType::ConnectionRefused,
             ProxyError::ConnectFailed(_) => ErrorType::ConnectError,
+            ProxyError::LoopDetected => ErrorType::LoopDetected,
             ProxyError::ConnectTimeout => ErrorType::ConnectTimeout,
             ProxyError::ResponseTimeout => ErrorType::ResponseTimeout,
             ProxyError::UpstreamReset(_) => ErrorType::UpstreamReset,

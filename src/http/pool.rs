@@ -28,6 +28,9 @@ pub struct Pool {
     h1_idle: Mutex<HashMap<Upstream, Vec<http1::SendRequest<ForwardBody>>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
     connect_timeout: Duration,
+    /// The listener this pool's traffic arrives on: connecting to it again
+    /// would be a loop.
+    listener: Option<std::net::SocketAddr>,
 }
 
 /// One shared HTTP/2 connection per destination. `connecting` makes
@@ -50,8 +53,24 @@ impl H2Slot {
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration, metrics: Arc<crate::metrics::DirectionMetrics>) -> Arc<Pool> {
-        Arc::new(Pool { metrics, h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout })
+    pub fn new(
+        connect_timeout: Duration,
+        metrics: Arc<crate::metrics::DirectionMetrics>,
+        listener: Option<std::net::SocketAddr>,
+    ) -> Arc<Pool> {
+        Arc::new(Pool { metrics, h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout, listener })
+    }
+
+    /// Whether `sock` leads back to our own listener: an HTTP_PROXY request
+    /// for the proxy's own address, or an app address that is the inbound
+    /// port under another name. Forwarding it would loop until the file
+    /// descriptors run out.
+    fn loops_back(&self, sock: &TcpStream) -> bool {
+        let (Some(own), Ok(peer), Ok(local)) = (self.listener, sock.peer_addr(), sock.local_addr()) else {
+            return false;
+        };
+        let same_host = peer.ip() == local.ip() || peer.ip().is_loopback();
+        peer == own || (own.ip().is_unspecified() && peer.port() == own.port() && same_host)
     }
 
     /// Sends a request and waits for the response head. An upgrade takes
@@ -190,6 +209,9 @@ impl Pool {
         let net = &self.metrics.net;
         net.connected(started.elapsed(), Connect::of(&sock));
         let sock = sock?;
+        if self.loops_back(&sock) {
+            return Err(ProxyError::LoopDetected);
+        }
         net.rtt(Peer::Upstream, smoothed_rtt(&sock));
         let _ = sock.set_nodelay(true);
         Ok(sock)

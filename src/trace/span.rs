@@ -65,6 +65,7 @@ pub enum ErrorType {
     UpstreamReset,
     UpstreamProtocol,
     NoDestination,
+    LoopDetected,
     ClientAborted,
     RequestBody,
     /// An HTTP status that counts as an error: `error.type` is the code.
@@ -84,6 +85,7 @@ impl ErrorType {
             ErrorType::UpstreamReset => Borrowed("upstream_reset"),
             ErrorType::UpstreamProtocol => Borrowed("upstream_protocol_error"),
             ErrorType::NoDestination => Borrowed("no_destination"),
+            ErrorType::LoopDetected => Borrowed("loop_detected"),
             ErrorType::ClientAborted => Borrowed("client_aborted"),
             ErrorType::RequestBody => Borrowed("request_body_error"),
             ErrorType::Status(s) => std::borrow::Cow::Owned(s.to_string()),
