@@ -145,6 +145,7 @@ impl Sidecar {
             encoder: encoder.clone(),
             metrics: metrics.clone(),
             export: stats.clone(),
+            config: config.printable(),
         });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
         admin_state.ready.store(true, Ordering::Release);

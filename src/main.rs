@@ -65,6 +65,7 @@ fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
             app = %config.app,
             "sidetrace started"
         );
+        tracing::info!(config = %config.printable(), "configuration");
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let drained = sidecar.shutdown().await;

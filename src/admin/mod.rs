@@ -24,6 +24,8 @@ pub struct AdminState {
     pub encoder: Arc<Encoder>,
     pub metrics: Arc<Metrics>,
     pub export: Arc<ExportStats>,
+    /// The configuration as `Config::printable` renders it.
+    pub config: serde_json::Value,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -53,6 +55,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     match path {
         "/live" => text(StatusCode::OK, "live\n"),
+        "/api/config" => json(&state.config),
         "/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/metrics" => {

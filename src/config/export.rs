@@ -164,7 +164,9 @@ pub struct ExportConfig {
     pub keep_slower_than: Option<Duration>,
 }
 
-#[derive(Clone, Debug)]
+/// `Debug` is written by hand below: header values and key material
+/// must never reach a log line.
+#[derive(Clone)]
 pub struct OtlpConfig {
     /// The full URL for HTTP (`.../v1/traces`); the base URL for gRPC.
     pub url: Uri,
@@ -175,12 +177,35 @@ pub struct OtlpConfig {
     pub tls: TlsFiles,
 }
 
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("url", &self.url)
+            .field("protocol", &self.protocol)
+            .field("header_names", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("gzip", &self.gzip)
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
 /// PEM contents, read and checked at start-up.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct TlsFiles {
     pub ca: Option<Vec<u8>>,
     pub client_cert: Option<Vec<u8>>,
     pub client_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("ca", &self.ca.is_some())
+            .field("client_cert", &self.client_cert.is_some())
+            .field("client_key", &self.client_key.is_some())
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -197,6 +197,61 @@ pub struct Config {
     pub export: ExportConfig,
 }
 
+impl Config {
+    /// The configuration as JSON for the start-up log and `/api/config`,
+    /// with secrets left out: export header values and TLS material are
+    /// never printed, only whether they are set.
+    pub fn printable(&self) -> serde_json::Value {
+        use serde_json::json;
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let x = &self.export;
+        let otlp = x.otlp.as_ref().map(|o| {
+            json!({
+                "endpoint": o.url.to_string(),
+                "protocol": format!("{:?}", o.protocol),
+                "header_names": o.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                "gzip": o.gzip,
+                "timeout": d(o.timeout),
+                "ca": o.tls.ca.is_some(),
+                "client_certificate": o.tls.client_cert.is_some(),
+            })
+        });
+        json!({
+            "inbound": self.inbound.map(|a| a.to_string()),
+            "app": self.app.to_string(),
+            "outbound": self.outbound.map(|a| a.to_string()),
+            "admin": self.admin.map(|a| a.to_string()),
+            "access_log": format!("{:?}", self.access_log).to_lowercase(),
+            "opaque_ports": self.opaque_ports,
+            "detect_timeout": d(self.detect_timeout),
+            "drain_timeout": d(self.drain_timeout),
+            "connect_timeout": d(self.connect_timeout),
+            "response_timeout": self.response_timeout.map(d),
+            "routes": self.routes.patterns(),
+            "redact_query_keys": self.redact_query_keys,
+            "trace_buffer": self.trace_buffer,
+            "queue_size": self.queue_size,
+            "max_routes": self.max_routes,
+            "resource": self.resource.attributes,
+            "export": {
+                "otlp": otlp,
+                "zipkin": x.zipkin.as_ref().map(|u| u.to_string()),
+                "batch_size": x.batch_size,
+                "delay": d(x.delay),
+                "concurrency": x.concurrency,
+                "retry": {"initial": d(x.retry.initial), "max": d(x.retry.max), "max_elapsed": d(x.retry.max_elapsed)},
+                "spool": x.spool.as_ref().map(|s| json!({"dir": s.dir.display().to_string(), "max_bytes": s.max_bytes})),
+                "sampling": {
+                    "parent_based": x.parent_based,
+                    "ratio": x.sampling_ratio,
+                    "rate_limit": x.sampling_rate_limit,
+                    "keep_slower_than": x.keep_slower_than.map(d),
+                },
+            },
+        })
+    }
+}
+
 /// Resource attributes of every span: `service.name` first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resource {
@@ -398,6 +453,21 @@ mod tests {
         let c = Config::from_args(&args, &env).unwrap();
         assert_eq!(c.resource.service_name(), "cart-api");
         assert_eq!(c.resource.attributes["k8s.namespace.name"], "shop");
+    }
+
+    #[test]
+    fn printable_config_has_no_secrets() {
+        let args = RunArgs::parse_from_env_free([
+            "run",
+            "--otlp-endpoint",
+            "http://c:4318",
+            "--otlp-header",
+            "authorization=Bearer hunter2",
+        ]);
+        let c = Config::from_args(&args, &|_| None).unwrap();
+        let text = c.printable().to_string();
+        assert!(text.contains("authorization") && !text.contains("hunter2"), "{text}");
+        assert!(text.contains("http://c:4318/v1/traces"));
     }
 
     #[test]

@@ -75,6 +75,10 @@ impl RouteTemplates {
         RouteTemplates { patterns }
     }
 
+    pub fn patterns(&self) -> Vec<&str> {
+        self.patterns.iter().map(RoutePattern::as_str).collect()
+    }
+
     /// The route for a request path (without its query).
     pub fn template<'a>(&'a self, path: &'a str) -> Cow<'a, str> {
         if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
