@@ -13,9 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # curl: the tests' HTTP client; iptables + iproute2: transparent mode in
 # network namespaces; python3: the test app; ca-certificates: for curl;
 # openssl: a TLS server for the passthrough test; python3-venv: the Python
-# peers' virtual environment (below); prometheus: promtool and a real
+# peers' virtual environment (below); procps: sysctl for the IPv6 namespace
+# test; prometheus: promtool and a real
 # Prometheus server for tests/metrics.rs.
-packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl prometheus)
+packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl prometheus procps)
 
 installed() {
     local status
