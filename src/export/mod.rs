@@ -40,6 +40,8 @@ pub struct ExportStats {
     /// Spans dropped because the queue in front of the exporters was full.
     pub dropped_queue_full: AtomicU64,
     pub queue_capacity: u64,
+    /// Spans waiting in the queue, as the pipeline last saw it.
+    pub queue_spans: AtomicU64,
     exporters: Vec<Arc<ExporterStats>>,
 }
 
@@ -198,13 +200,14 @@ impl Pipeline {
     /// Runs until every sink is dropped and the queue is empty, then waits
     /// for the exporters to deliver (or stash) what they hold.
     pub async fn run(self) {
-        let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, outputs, workers, .. } = self;
+        let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, outputs, workers, stats, .. } = self;
         drop(sink);
         let mut batch = Vec::with_capacity(batch_size);
         loop {
             if rx.recv_many(&mut batch, batch_size).await == 0 {
                 break;
             }
+            stats.queue_spans.store(rx.len() as u64, Ordering::Relaxed);
             if outputs.is_empty() {
                 // Only the ring is fed: no reason to wait for a fuller batch.
                 ring.extend(batch.drain(..));

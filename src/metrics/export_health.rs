@@ -29,6 +29,8 @@ pub fn render(w: &mut Writer, stats: &ExportStats) {
     w.counter(&f, &[], load(&stats.sampled_out));
     let f = w.family("sidetrace_span_queue_capacity", Kind::Gauge, None, "Spans the export queue holds at most.");
     w.gauge(&f, &[], stats.queue_capacity as f64);
+    let f = w.family("sidetrace_span_queue_spans", Kind::Gauge, None, "Spans waiting in the export queue.");
+    w.gauge(&f, &[], load(&stats.queue_spans) as f64);
 
     let exporters = stats.exporters();
     let f = w.family(
