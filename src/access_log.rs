@@ -44,19 +44,25 @@ impl AccessLog {
     }
 }
 
+/// Drains the queue every few milliseconds instead of blocking on it: a
+/// blocked receiver would make each request's `try_send` wake this thread.
 fn writer(rx: Receiver<SpanRecord>, format: AccessLogFormat) {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = String::with_capacity(512);
-    while let Ok(mut span) = rx.recv() {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut wrote = false;
         loop {
-            line.clear();
-            format_line(&span, format, &mut line);
-            if out.write_all(line.as_bytes()).is_err() {
-                return;
-            }
             match rx.try_recv() {
-                Ok(next) => span = next,
+                Ok(span) => {
+                    line.clear();
+                    format_line(&span, format, &mut line);
+                    if out.write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    wrote = true;
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     let _ = out.flush();
@@ -64,11 +70,10 @@ fn writer(rx: Receiver<SpanRecord>, format: AccessLogFormat) {
                 }
             }
         }
-        if out.flush().is_err() {
+        if wrote && out.flush().is_err() {
             return;
         }
     }
-    let _ = out.flush();
 }
 
 pub fn format_line(s: &SpanRecord, format: AccessLogFormat, out: &mut String) {

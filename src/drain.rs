@@ -16,12 +16,14 @@ pub struct Signal {
 pub struct Watch {
     rx: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
+    /// A worker thread's own count of what still runs on it.
+    _local: Option<mpsc::Sender<()>>,
 }
 
 pub fn channel() -> (Signal, Watch) {
     let (tx, rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
-    (Signal { tx, done_rx }, Watch { rx, _done: done_tx })
+    (Signal { tx, done_rx }, Watch { rx, _done: done_tx, _local: None })
 }
 
 impl Signal {
@@ -34,6 +36,12 @@ impl Signal {
 }
 
 impl Watch {
+    /// A watch that also keeps `local` open: a worker thread waits on its
+    /// receiver to know when its last connection has finished.
+    pub fn with_local(&self, local: mpsc::Sender<()>) -> Watch {
+        Watch { rx: self.rx.clone(), _done: self._done.clone(), _local: Some(local) }
+    }
+
     /// Resolves once a drain has been asked for.
     pub async fn signaled(&self) {
         let mut rx = self.rx.clone();

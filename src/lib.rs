@@ -24,6 +24,7 @@ pub mod http;
 pub mod listen;
 pub mod metrics;
 pub mod trace;
+pub mod workers;
 
 use config::Config;
 use export::otlp::Encoder;
@@ -53,6 +54,7 @@ pub struct Sidecar {
     export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
+    worker_threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,9 @@ pub enum StartError {
     /// A configuration problem found only when building the exporters.
     #[error("{0}")]
     Export(String),
+    /// The operating system refused a thread or runtime.
+    #[error("{0}")]
+    Runtime(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +88,10 @@ impl Sidecar {
     /// Binds every listener first (so `/ready` means all are bound), then
     /// starts serving.
     pub async fn start(config: Config) -> Result<Sidecar, StartError> {
-        let inbound = bind("--inbound", config.inbound).await?;
-        let outbound = bind("--outbound", config.outbound).await?;
+        let bound = workers::bind(config.workers, config.inbound, config.outbound)?;
+        let (inbound_addr, outbound_addr) = (bound.inbound, bound.outbound);
         let admin = bind("--admin", config.admin).await?;
-        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let (inbound_addr, outbound_addr, admin_addr) = (local(&inbound), local(&outbound), local(&admin));
+        let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
         let routes = Arc::new(config.routes.clone());
         let metrics = Arc::new(metrics::Metrics::new(config.max_routes));
@@ -131,12 +135,8 @@ impl Sidecar {
                 metrics: metrics.direction(direction),
             })
         };
-        if let Some(l) = inbound {
-            tokio::spawn(listen::accept_loop(l, shared(Direction::Inbound), watch.clone()));
-        }
-        if let Some(l) = outbound {
-            tokio::spawn(listen::accept_loop(l, shared(Direction::Outbound), watch.clone()));
-        }
+        let worker_threads = workers::spawn(bound.workers, shared, &watch)?;
+        drop(watch);
         let sink_probe = sink.clone();
         drop(sink);
         let admin_state = Arc::new(admin::AdminState {
@@ -164,6 +164,7 @@ impl Sidecar {
             export_deadline,
             admin_task,
             access_log_thread,
+            worker_threads,
         })
     }
 
@@ -187,6 +188,11 @@ impl Sidecar {
         // the pipeline empties it and the exporters deliver what they can
         // before the deadline, spooling (or counting) the rest.
         let _ = tokio::time::timeout_at((deadline + Duration::from_secs(2)).into(), self.exporter).await;
+        for t in self.worker_threads {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
         if let Some(t) = self.access_log_thread {
             let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || t.join())).await;
         }

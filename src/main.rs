@@ -41,7 +41,9 @@ fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
         }
     };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // This runtime runs the export pipeline, the admin server and signal
+    // handling; requests are served by the worker threads (`workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sidetrace: cannot start the runtime: {e}");

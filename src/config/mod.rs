@@ -160,6 +160,11 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_name = "FILTER")]
     pub log: String,
 
+    /// Worker threads, each serving its share of connections on its own
+    /// (SO_REUSEPORT) listeners [default: the CPUs this process may use]
+    #[arg(long, env = "SIDETRACE_WORKERS", value_parser = nonzero, value_name = "N")]
+    pub workers: Option<usize>,
+
     #[command(flatten)]
     pub export: ExportArgs,
 }
@@ -193,6 +198,7 @@ pub struct Config {
     pub trace_buffer: usize,
     pub queue_size: usize,
     pub max_routes: usize,
+    pub workers: usize,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -232,6 +238,7 @@ impl Config {
             "trace_buffer": self.trace_buffer,
             "queue_size": self.queue_size,
             "max_routes": self.max_routes,
+            "workers": self.workers,
             "resource": self.resource.attributes,
             "export": {
                 "otlp": otlp,
@@ -296,6 +303,8 @@ impl Config {
             queue_size: args.queue_size,
             max_routes: args.max_routes,
             resource,
+            // available_parallelism honours cgroup CPU quotas, as a pod's limit sets them.
+            workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             export: ExportConfig::from_args(&args.export, env)?,
         })
     }

@@ -202,30 +202,42 @@ impl Pipeline {
     pub async fn run(self) {
         let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, outputs, workers, stats, .. } = self;
         drop(sink);
-        let mut batch = Vec::with_capacity(batch_size);
-        loop {
-            if rx.recv_many(&mut batch, batch_size).await == 0 {
-                break;
-            }
+        // The queue is polled on a short tick, never waited on: a waiting
+        // receiver would make every span's `try_send` wake this task across
+        // threads, which costs more than the span itself.
+        let tick = delay.clamp(Duration::from_millis(1), TICK);
+        let mut batch: Vec<SpanRecord> = Vec::with_capacity(batch_size);
+        let mut oldest: Option<tokio::time::Instant> = None;
+        let mut closed = false;
+        while !closed {
+            tokio::time::sleep(tick).await;
             stats.queue_spans.store(rx.len() as u64, Ordering::Relaxed);
-            if outputs.is_empty() {
-                // Only the ring is fed: no reason to wait for a fuller batch.
-                ring.extend(batch.drain(..));
-                continue;
-            }
-            let until = tokio::time::Instant::now() + delay;
-            let mut closed = false;
-            while batch.len() < batch_size {
-                let want = batch_size - batch.len();
-                tokio::select! {
-                    n = rx.recv_many(&mut batch, want) => if n == 0 { closed = true; break },
-                    _ = tokio::time::sleep_until(until) => break,
+            loop {
+                match rx.try_recv() {
+                    Ok(span) => {
+                        oldest.get_or_insert_with(tokio::time::Instant::now);
+                        batch.push(span);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+                if outputs.is_empty() {
+                    continue;
+                }
+                if batch.len() >= batch_size {
+                    dispatch(&encoder, &outputs, &batch).await;
+                    ring.extend(batch.drain(..));
+                    oldest = None;
                 }
             }
-            dispatch(&encoder, &outputs, &batch).await;
-            ring.extend(batch.drain(..));
-            if closed {
-                break;
+            let due = oldest.is_some_and(|t| t.elapsed() >= delay);
+            if !batch.is_empty() && (outputs.is_empty() || due || closed) {
+                dispatch(&encoder, &outputs, &batch).await;
+                ring.extend(batch.drain(..));
+                oldest = None;
             }
         }
         drop(outputs);
@@ -234,6 +246,9 @@ impl Pipeline {
         }
     }
 }
+
+/// How often the pipeline looks at the queue (at most).
+const TICK: Duration = Duration::from_millis(50);
 
 async fn dispatch(encoder: &Encoder, outputs: &[Output], spans: &[SpanRecord]) {
     for out in outputs {

@@ -29,7 +29,8 @@ pub enum Outcome {
 /// Reads from `sock` until the protocol is known. Returns the bytes read,
 /// which the caller must replay.
 pub async fn detect(sock: &mut TcpStream, timeout: Duration) -> (Protocol, BytesMut, Outcome) {
-    let mut buf = BytesMut::with_capacity(1024);
+    // Most request heads fit; a longer one grows the buffer.
+    let mut buf = BytesMut::with_capacity(512);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match classify(&buf) {

@@ -1,0 +1,108 @@
+//! Thread-per-core serving. Each worker is a thread with a single-threaded
+//! tokio runtime, its own `SO_REUSEPORT` listeners (the kernel spreads
+//! connections across them) and its own upstream pools. A request never
+//! leaves the thread that accepted it, so the path has no cross-thread
+//! wake-ups and no shared pool lock; Envoy and nginx run their workers the
+//! same way. The export pipeline and the admin server run elsewhere (the
+//! caller's runtime) and meet the workers only through atomics and the
+//! span queue, which they poll rather than wait on.
+
+use crate::drain;
+use crate::http::Shared;
+use crate::listen::{self, Direction};
+use crate::{BindError, StartError};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// One worker's listening sockets.
+pub struct WorkerListeners {
+    pub inbound: Option<std::net::TcpListener>,
+    pub outbound: Option<std::net::TcpListener>,
+}
+
+fn bind_one(what: &'static str, addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, BindError> {
+    let err = |source| BindError { what, addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Every worker's sockets, and the addresses they are bound to.
+pub struct Bound {
+    pub workers: Vec<WorkerListeners>,
+    pub inbound: Option<SocketAddr>,
+    pub outbound: Option<SocketAddr>,
+}
+
+/// Binds `workers` sockets per listener address. With port 0 the first
+/// socket picks the port and the others join it.
+pub fn bind(workers: usize, inbound: Option<SocketAddr>, outbound: Option<SocketAddr>) -> Result<Bound, BindError> {
+    let reuse = workers > 1;
+    let mut all: Vec<WorkerListeners> = Vec::with_capacity(workers);
+    let (mut in_addr, mut out_addr) = (inbound, outbound);
+    for _ in 0..workers {
+        let one = |what, addr: &mut Option<SocketAddr>| -> Result<Option<std::net::TcpListener>, BindError> {
+            let Some(a) = *addr else { return Ok(None) };
+            let l = bind_one(what, a, reuse)?;
+            *addr = Some(l.local_addr().map_err(|source| BindError { what, addr: a, source })?);
+            Ok(Some(l))
+        };
+        let inbound = one("--inbound", &mut in_addr)?;
+        let outbound = one("--outbound", &mut out_addr)?;
+        all.push(WorkerListeners { inbound, outbound });
+    }
+    Ok(Bound { workers: all, inbound: in_addr, outbound: out_addr })
+}
+
+/// Starts one thread per worker. `shared` makes a worker's state for a
+/// direction (each worker has its own pools). Each thread ends once the
+/// drain has been signalled and its last connection is done.
+pub fn spawn(
+    listeners: Vec<WorkerListeners>,
+    shared: impl Fn(Direction) -> Arc<Shared>,
+    watch: &drain::Watch,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let work: Vec<(std::net::TcpListener, Arc<Shared>)> =
+            [(l.inbound, Direction::Inbound), (l.outbound, Direction::Outbound)]
+                .into_iter()
+                .filter_map(|(l, d)| l.map(|l| (l, shared(d))))
+                .collect();
+        let watch = watch.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Runtime(format!("cannot start a worker runtime: {e}")))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("sidetrace-worker-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (local_tx, mut local_rx) = tokio::sync::mpsc::channel::<()>(1);
+                    for (listener, shared) in work {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => {
+                                tokio::spawn(listen::accept_loop(l, shared, watch.with_local(local_tx.clone())));
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot register a listener with the worker runtime"),
+                        }
+                    }
+                    drop(local_tx);
+                    drop(watch);
+                    // Ends when every accept loop and connection of this worker is gone.
+                    let _ = local_rx.recv().await;
+                });
+            })
+            .map_err(|e| StartError::Runtime(format!("cannot start a worker thread: {e}")))?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
