@@ -80,6 +80,7 @@ fn help_lists_every_flag() {
         "--queue-size",
         "--max-routes",
         "--log",
+        "--workers",
         "--otlp-endpoint",
         "--otlp-protocol",
         "--otlp-header",

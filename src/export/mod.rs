@@ -214,8 +214,9 @@ impl Pipeline {
             stats.queue_spans.store(rx.len() as u64, Ordering::Relaxed);
             loop {
                 match rx.try_recv() {
-                    Ok(span) => {
+                    Ok(mut span) => {
                         oldest.get_or_insert_with(tokio::time::Instant::now);
+                        span.compact();
                         batch.push(span);
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,

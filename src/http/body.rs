@@ -3,6 +3,7 @@
 //! stream through untouched, the recorder learns the size, the trailers'
 //! `grpc-status`, and how the stream ended.
 
+use super::pool::Release;
 use super::record::InFlight;
 use crate::trace::ErrorType;
 use bytes::Bytes;
@@ -55,13 +56,13 @@ pub struct ProxyBody {
 }
 
 enum Kind {
-    Upstream { inner: Incoming, rec: InFlight },
+    Upstream { inner: Incoming, rec: InFlight, release: Option<Release> },
     Local(Option<Bytes>),
 }
 
 impl ProxyBody {
-    pub fn upstream(inner: Incoming, rec: InFlight) -> Self {
-        ProxyBody { kind: Kind::Upstream { inner, rec } }
+    pub fn upstream(inner: Incoming, rec: InFlight, release: Option<Release>) -> Self {
+        ProxyBody { kind: Kind::Upstream { inner, rec, release } }
     }
 
     pub fn local(text: Bytes) -> Self {
@@ -80,7 +81,7 @@ impl Body for ProxyBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.kind {
             Kind::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, rec } => {
+            Kind::Upstream { inner, rec, release } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 match &frame {
                     Some(Ok(f)) => {
@@ -96,7 +97,12 @@ impl Body for ProxyBody {
                     // stream (RST_STREAM, or a closed HTTP/1 connection)
                     // instead of ending it as if it were complete.
                     Some(Err(_)) => rec.finish(Some(ErrorType::UpstreamReset)),
-                    None => rec.finish(None),
+                    None => {
+                        if let Some(r) = release.take() {
+                            r.finish();
+                        }
+                        rec.finish(None)
+                    }
                 }
                 Poll::Ready(frame)
             }
@@ -122,9 +128,12 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // hyper may never poll a body it knows is empty (204, HEAD, a
         // zero Content-Length): that is a normal end, not an abort.
-        if let Kind::Upstream { inner, rec } = &mut self.kind
+        if let Kind::Upstream { inner, rec, release } = &mut self.kind
             && inner.is_end_stream()
         {
+            if let Some(r) = release.take() {
+                r.finish();
+            }
             rec.finish(None);
         }
     }

@@ -16,16 +16,43 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-const MAX_IDLE_PER_DEST: usize = 64;
+/// Idle HTTP/1 connections kept per destination (per worker). Enough for
+/// the concurrency a sidecar's app sees; past it the oldest is closed.
+const MAX_IDLE_PER_DEST: usize = 512;
+
+/// An HTTP/1 connection lent to one request: `finish` hands it back when
+/// the response body has ended; dropping it (an aborted body) closes it.
+pub struct Release {
+    pool: Arc<Pool>,
+    dest: Upstream,
+    sender: http1::SendRequest<ForwardBody>,
+}
+
+impl Release {
+    /// Usually the connection is ready again as soon as the body's end has
+    /// been read, and goes straight back; otherwise a task waits for it.
+    pub fn finish(self) {
+        let Release { pool, dest, mut sender } = self;
+        if sender.is_ready() {
+            pool.put_idle(dest, sender);
+            return;
+        }
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put_idle(dest, sender);
+            }
+        });
+    }
+}
 
 pub struct Pool {
     metrics: Arc<crate::metrics::DirectionMetrics>,
-    h1_idle: Mutex<HashMap<Upstream, Vec<http1::SendRequest<ForwardBody>>>>,
+    h1_idle: Mutex<HashMap<Upstream, VecDeque<http1::SendRequest<ForwardBody>>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
     connect_timeout: Duration,
     /// The listener this pool's traffic arrives on: connecting to it again
@@ -73,17 +100,17 @@ impl Pool {
         peer == own || (own.ip().is_unspecified() && peer.port() == own.port() && same_host)
     }
 
-    /// Sends a request and waits for the response head. An upgrade takes
-    /// its connection for good; other HTTP/1 connections return to the pool
-    /// once their response has been read.
+    /// Sends a request and waits for the response head. An HTTP/1
+    /// connection comes back with a `Release` that returns it to the pool
+    /// once the response body has been read (an upgrade keeps it for good).
     pub async fn send(
         self: &Arc<Self>,
         dest: &Upstream,
         h2: bool,
         req: Request<ForwardBody>,
         upgrade: bool,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        if h2 { self.send_h2(dest, req).await } else { self.send_h1(dest, req, upgrade).await }
+    ) -> Result<(Response<Incoming>, Option<Release>), ProxyError> {
+        if h2 { self.send_h2(dest, req).await.map(|r| (r, None)) } else { self.send_h1(dest, req, upgrade).await }
     }
 
     async fn send_h1(
@@ -91,7 +118,7 @@ impl Pool {
         dest: &Upstream,
         mut req: Request<ForwardBody>,
         upgrade: bool,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<(Response<Incoming>, Option<Release>), ProxyError> {
         loop {
             let (mut sender, reused) = match self.checkout_h1(dest) {
                 Some(s) => (s, true),
@@ -99,10 +126,8 @@ impl Pool {
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    if !upgrade {
-                        self.recycle_h1(dest.clone(), sender);
-                    }
-                    return Ok(resp);
+                    let release = (!upgrade).then(|| Release { pool: self.clone(), dest: dest.clone(), sender });
+                    return Ok((resp, release));
                 }
                 Err(mut e) => match e.take_message() {
                     // An idle connection the app closed just as we picked it:
@@ -114,10 +139,12 @@ impl Pool {
         }
     }
 
+    /// The most recently used idle connection (the warmest), skipping any
+    /// the upstream has closed.
     fn checkout_h1(&self, dest: &Upstream) -> Option<http1::SendRequest<ForwardBody>> {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(dest)?;
-        while let Some(s) = list.pop() {
+        while let Some(s) = list.pop_back() {
             if s.is_ready() {
                 return Some(s);
             }
@@ -125,18 +152,13 @@ impl Pool {
         None
     }
 
-    fn recycle_h1(self: &Arc<Self>, dest: Upstream, mut sender: http1::SendRequest<ForwardBody>) {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = pool.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
-                let list = idle.entry(dest).or_default();
-                if list.len() >= MAX_IDLE_PER_DEST {
-                    list.remove(0);
-                }
-                list.push(sender);
-            }
-        });
+    fn put_idle(&self, dest: Upstream, sender: http1::SendRequest<ForwardBody>) {
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(dest).or_default();
+        if list.len() >= MAX_IDLE_PER_DEST {
+            list.pop_front();
+        }
+        list.push_back(sender);
     }
 
     async fn connect_h1(&self, dest: &Upstream) -> Result<http1::SendRequest<ForwardBody>, ProxyError> {

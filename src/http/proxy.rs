@@ -118,7 +118,7 @@ pub async fn handle(
         None => sent.await,
     };
     let upstream_wait = upstream_started.elapsed();
-    let mut resp = match result {
+    let (mut resp, release) = match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, upstream = %dest, "request failed");
@@ -140,7 +140,7 @@ pub async fn handle(
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
     strip_hop_by_hop(resp.headers_mut(), false);
-    Ok(resp.map(|b| ProxyBody::upstream(b, rec)))
+    Ok(resp.map(|b| ProxyBody::upstream(b, rec, release)))
 }
 
 /// Where the request goes. Inbound: always the app, so the inbound side is

@@ -95,6 +95,30 @@ impl ErrorType {
 }
 
 impl SpanRecord {
+    /// Gives the span its own copies of the request's bytes. The `Uri` and
+    /// header values of a request point into hyper's read buffer, so a span
+    /// kept for `/api/traces` would keep a whole 8 KiB buffer alive; the
+    /// export pipeline compacts each span as it takes it off the queue.
+    pub fn compact(&mut self) {
+        let own = |v: &HeaderValue| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+        let text = match self.uri.path_and_query() {
+            Some(pq) => pq.as_str(),
+            None => self.uri.authority().map_or("/", |a| a.as_str()),
+        };
+        if let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(text.as_bytes())) {
+            self.uri = uri;
+        }
+        for v in [&mut self.host, &mut self.user_agent, &mut self.tracestate].into_iter().flatten() {
+            *v = own(v);
+        }
+        if let Some(Upstream::Name(a)) = &mut self.upstream
+            && let Ok(owned) =
+                http::uri::Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(a.as_str().as_bytes()))
+        {
+            *a = owned;
+        }
+    }
+
     pub fn duration_nanos(&self) -> u64 {
         self.end.duration_since(self.start).map_or(0, |d| d.as_nanos() as u64)
     }
