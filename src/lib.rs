@@ -13,7 +13,11 @@
 //! ```
 //!
 //! Non-HTTP connections leave at `listen::opaque`. `config` turns flags and
-//! environment into one `Config`; `Sidecar::start` wires the rest.
+//! environment into one `Config`; `Sidecar::start` wires the rest: the
+//! request path runs on `workers` (one single-threaded runtime per core,
+//! each with its own listeners and pools), while the export pipeline and
+//! the admin server run on the caller's runtime and meet the workers only
+//! through atomics and the span queue, which they poll.
 
 pub mod access_log;
 pub mod admin;
