@@ -409,6 +409,28 @@ fn int_attr(span: &Value, key: &str) -> Option<i64> {
     }
 }
 
+/// Starts the app in the pod namespace (python's file server on `APP_PORT`,
+/// bound to `bind`, serving `hello.txt`) and waits until `ready_url` answers.
+fn serve_hello(lab: &mut Lab, bind: &str, ready_url: &str) {
+    let pod = lab.pod_ns.clone();
+    std::fs::write(lab.dir.join("hello.txt"), BODY).expect("write hello.txt");
+    let app_log = std::fs::File::create(lab.dir.join("app.log")).expect("create app.log");
+    let app_dir = lab.dir.to_string_lossy().into_owned();
+    let app_port = APP_PORT.to_string();
+    lab.spawn(
+        "app",
+        &pod,
+        &["python3", "-m", "http.server", &app_port, "--bind", bind, "--directory", &app_dir],
+        Stdio::null(),
+        app_log.into(),
+    );
+    let app_ready = lab.wait_for(&["app"], |lab| {
+        let out = lab.exec(&pod, &["curl", "-g", "-s", "--max-time", "2", ready_url]);
+        (out.status.success() && text(&out) == BODY).then_some(())
+    });
+    assert!(app_ready.is_some(), "the app never served {ready_url}\n{}", lab.diagnostics());
+}
+
 #[test]
 fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     let rule = format!("-A PREROUTING -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {INBOUND_PORT}");
@@ -419,27 +441,11 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
             return;
         }
     };
-    let (pod, client) = (lab.pod_ns.clone(), lab.client_ns.clone());
+    let client = lab.client_ns.clone();
 
-    // The app: a plain file server on its usual port, all addresses.
-    std::fs::write(lab.dir.join("hello.txt"), BODY).expect("write hello.txt");
-    let app_log = std::fs::File::create(lab.dir.join("app.log")).expect("create app.log");
-    let app_dir = lab.dir.to_string_lossy().into_owned();
-    let app_port = APP_PORT.to_string();
-    lab.spawn(
-        "app",
-        &pod,
-        &["python3", "-m", "http.server", &app_port, "--bind", "0.0.0.0", "--directory", &app_dir],
-        Stdio::null(),
-        app_log.into(),
-    );
-    // Local traffic skips PREROUTING, so this reaches the app directly.
-    let app_url = format!("http://127.0.0.1:{APP_PORT}/hello.txt");
-    let app_ready = lab.wait_for(&["app"], |lab| {
-        let out = lab.exec(&pod, &["curl", "-s", "--max-time", "2", &app_url]);
-        (out.status.success() && text(&out) == BODY).then_some(())
-    });
-    assert!(app_ready.is_some(), "the app never served {app_url}\n{}", lab.diagnostics());
+    // The app: a plain file server on its usual port, all addresses. Local
+    // traffic skips PREROUTING, so the readiness check reaches it directly.
+    serve_hello(&mut lab, "0.0.0.0", &format!("http://127.0.0.1:{APP_PORT}/hello.txt"));
 
     let inbound = format!("0.0.0.0:{INBOUND_PORT}");
     let app = format!("127.0.0.1:{APP_PORT}");
@@ -617,27 +623,11 @@ fn redirected_inbound_ipv6_request_reaches_the_app_and_is_traced() {
             return;
         }
     };
-    let (pod, client) = (lab.pod_ns.clone(), lab.client_ns.clone());
+    let client = lab.client_ns.clone();
 
     // The app: a plain file server on its usual port, IPv6 loopback only, so
     // every leg of the request is IPv6.
-    std::fs::write(lab.dir.join("hello.txt"), BODY).expect("write hello.txt");
-    let app_log = std::fs::File::create(lab.dir.join("app.log")).expect("create app.log");
-    let app_dir = lab.dir.to_string_lossy().into_owned();
-    let app_port = APP_PORT.to_string();
-    lab.spawn(
-        "app",
-        &pod,
-        &["python3", "-m", "http.server", &app_port, "--bind", "::1", "--directory", &app_dir],
-        Stdio::null(),
-        app_log.into(),
-    );
-    let app_url = format!("http://[::1]:{APP_PORT}/hello.txt");
-    let app_ready = lab.wait_for(&["app"], |lab| {
-        let out = lab.exec(&pod, &["curl", "-g", "-s", "--max-time", "2", &app_url]);
-        (out.status.success() && text(&out) == BODY).then_some(())
-    });
-    assert!(app_ready.is_some(), "the app never served {app_url}\n{}", lab.diagnostics());
+    serve_hello(&mut lab, "::1", &format!("http://[::1]:{APP_PORT}/hello.txt"));
 
     // `--app` names a port nothing listens on: the proxy uses it only when
     // a connection has no original destination, so the request reaches the
