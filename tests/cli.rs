@@ -125,15 +125,7 @@ async fn sigterm_drains_in_flight_requests() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "proxy did not start");
+    assert!(tokio::task::spawn_blocking(move || wait_for_port(port)).await.unwrap(), "proxy did not start");
     let url = format!("http://127.0.0.1:{port}/slow/1500");
     let slow = tokio::task::spawn_blocking(move || curl(&["-w", " %{http_code}", &url]));
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -88,18 +88,10 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The proxy as its own process, so its memory is its own.
-fn spawn_proxy(app: std::net::SocketAddr) -> (Child, String) {
+fn spawn_proxy(app: std::net::SocketAddr) -> (KillOnDrop, String) {
     let port = closed_port().port();
-    let child = Child(
+    let child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_sidetrace"))
             .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
             .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
@@ -107,14 +99,8 @@ fn spawn_proxy(app: std::net::SocketAddr) -> (Child, String) {
             .spawn()
             .unwrap(),
     );
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (child, url);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("proxy did not start");
+    assert!(wait_for_port(port), "proxy did not start");
+    (child, format!("http://127.0.0.1:{port}"))
 }
 
 const GIB: u64 = 1 << 30;

@@ -68,14 +68,6 @@ async fn server_first_protocols_by_port_and_by_timeout() {
     assert_eq!(read_exactly(&mut s, 8).await, b"EHLO x\r\n");
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passes_through_untouched() {
     let dir = std::env::temp_dir().join(format!("sidetrace-tls-{}", std::process::id()));
@@ -88,7 +80,7 @@ async fn tls_passes_through_untouched() {
         .expect("openssl is installed");
     assert!(made.status.success(), "{made:?}");
     let port = closed_port().port();
-    let _server = Child(
+    let _server = KillOnDrop(
         std::process::Command::new("openssl")
             .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-www", "-quiet"])
             .args(["-cert", cert.to_str().unwrap(), "-key", key.to_str().unwrap()])
@@ -97,12 +89,7 @@ async fn tls_passes_through_untouched() {
             .spawn()
             .unwrap(),
     );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(wait_for_port(port), "openssl s_server did not start");
     let proxy = proxy_for(([127, 0, 0, 1], port).into()).await;
     let inbound = proxy.inbound.unwrap();
     let out = curl(&[

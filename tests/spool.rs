@@ -8,20 +8,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::collector::Collector;
 use support::*;
 
-struct Proxy(Child);
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_proxy(app: std::net::SocketAddr, collector_port: u16, spool: &Path) -> (Proxy, u16) {
+fn start_proxy(app: std::net::SocketAddr, collector_port: u16, spool: &Path) -> (KillOnDrop, u16) {
     let port = closed_port().port();
     let child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
         .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
@@ -42,14 +34,9 @@ fn start_proxy(app: std::net::SocketAddr, collector_port: u16, spool: &Path) -> 
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let proxy = Proxy(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (proxy, port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("proxy did not start");
+    let proxy = KillOnDrop(child);
+    assert!(wait_for_port(port), "proxy did not start");
+    (proxy, port)
 }
 
 fn batch_files(dir: &Path) -> Vec<PathBuf> {

@@ -431,6 +431,42 @@ fn serve_hello(lab: &mut Lab, bind: &str, ready_url: &str) {
     assert!(app_ready.is_some(), "the app never served {ready_url}\n{}", lab.diagnostics());
 }
 
+/// The client calls the app's own port at `url`; only the REDIRECT rule
+/// brings the connection to the proxy. Checks that the app's file came back
+/// byte for byte, that the proxy recorded a SERVER span from `client_ip`
+/// (not a NAT, loopback or IPv4-mapped address) and logged the request as
+/// sent to `upstream` (the app's address with the original port). Returns
+/// the span.
+fn fetch_through_redirect(lab: &mut Lab, url: &str, client_ip: &str, upstream: &str, client_prefix: &str) -> Value {
+    let client = lab.client_ns.clone();
+    let out = lab.exec(&client, &["curl", "-g", "-sS", "--fail", "--max-time", "10", url]);
+    assert!(
+        out.status.success(),
+        "curl {url} from {client} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        lab.diagnostics()
+    );
+    assert_eq!(text(&out), BODY, "the app's file, byte for byte");
+
+    let span = lab.span_for("/hello.txt");
+    assert_eq!(span["kind"], 2, "a SERVER span: {span}");
+    assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
+    assert_eq!(string_attr(&span, "client.address"), Some(client_ip), "the client's own address: {span}");
+    assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
+    assert_eq!(int_attr(&span, "server.port"), Some(i64::from(APP_PORT)), "{span}");
+
+    let line = lab.access_log_line("/hello.txt");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["direction"], "inbound", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["upstream"], upstream, "the app's address with the original port: {line}");
+    let client_field = line["client"].as_str().unwrap_or_default();
+    assert!(client_field.starts_with(client_prefix), "{line}");
+    assert_eq!(line["trace_id"], span["traceId"], "the log line and the span describe the same request");
+    span
+}
+
 #[test]
 fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     let rule = format!("-A PREROUTING -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {INBOUND_PORT}");
@@ -441,7 +477,6 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
             return;
         }
     };
-    let client = lab.client_ns.clone();
 
     // The app: a plain file server on its usual port, all addresses. Local
     // traffic skips PREROUTING, so the readiness check reaches it directly.
@@ -470,35 +505,7 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     // The client calls the app's own port; only the REDIRECT rule brings
     // the connection to the proxy.
     let url = format!("http://{POD_IP}:{APP_PORT}/hello.txt");
-    let out = lab.exec(&client, &["curl", "-sS", "--fail", "--max-time", "10", &url]);
-    assert!(
-        out.status.success(),
-        "curl {url} from {client} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim(),
-        lab.diagnostics()
-    );
-    assert_eq!(text(&out), BODY, "the app's file, byte for byte");
-
-    let span = lab.span_for("/hello.txt");
-    assert_eq!(span["kind"], 2, "a SERVER span: {span}");
-    assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
-    assert_eq!(
-        string_attr(&span, "client.address"),
-        Some(CLIENT_IP),
-        "the client's own address, not a NAT or loopback one: {span}"
-    );
-    assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
-    assert_eq!(int_attr(&span, "server.port"), Some(i64::from(APP_PORT)), "{span}");
-
-    let line = lab.access_log_line("/hello.txt");
-    assert_eq!(line["status"], 200, "{line}");
-    assert_eq!(line["direction"], "inbound", "{line}");
-    assert_eq!(line["method"], "GET", "{line}");
-    assert_eq!(line["upstream"], format!("127.0.0.1:{APP_PORT}"), "the app's address with the original port: {line}");
-    let client_field = line["client"].as_str().unwrap_or_default();
-    assert!(client_field.starts_with(&format!("{CLIENT_IP}:")), "{line}");
-    assert_eq!(line["trace_id"], span["traceId"], "the log line and the span describe the same request");
+    fetch_through_redirect(&mut lab, &url, CLIENT_IP, &format!("127.0.0.1:{APP_PORT}"), &format!("{CLIENT_IP}:"));
 }
 
 #[test]
@@ -623,7 +630,6 @@ fn redirected_inbound_ipv6_request_reaches_the_app_and_is_traced() {
             return;
         }
     };
-    let client = lab.client_ns.clone();
 
     // The app: a plain file server on its usual port, IPv6 loopback only, so
     // every leg of the request is IPv6.
@@ -655,38 +661,7 @@ fn redirected_inbound_ipv6_request_reaches_the_app_and_is_traced() {
     // The client calls the app's own port at the pod's IPv6 address; only
     // the ip6tables REDIRECT rule brings the connection to the proxy.
     let url = format!("http://[{POD_IP6}]:{APP_PORT}/hello.txt");
-    let out = lab.exec(&client, &["curl", "-g", "-sS", "--fail", "--max-time", "10", &url]);
-    assert!(
-        out.status.success(),
-        "curl {url} from {client} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim(),
-        lab.diagnostics()
-    );
-    assert_eq!(text(&out), BODY, "the app's file, byte for byte");
-
-    let span = lab.span_for("/hello.txt");
-    assert_eq!(span["kind"], 2, "a SERVER span: {span}");
-    assert_eq!(int_attr(&span, "http.response.status_code"), Some(200), "{span}");
-    assert_eq!(
-        string_attr(&span, "client.address"),
-        Some(CLIENT_IP6),
-        "the client's own IPv6 address, not a NAT, loopback or IPv4-mapped one: {span}"
-    );
-    assert_eq!(string_attr(&span, "http.request.method"), Some("GET"), "{span}");
+    let span =
+        fetch_through_redirect(&mut lab, &url, CLIENT_IP6, &format!("[::1]:{APP_PORT}"), &format!("[{CLIENT_IP6}]:"));
     assert_eq!(string_attr(&span, "server.address"), Some(POD_IP6), "from the Host header: {span}");
-    assert_eq!(int_attr(&span, "server.port"), Some(i64::from(APP_PORT)), "{span}");
-
-    let line = lab.access_log_line("/hello.txt");
-    assert_eq!(line["status"], 200, "{line}");
-    assert_eq!(line["direction"], "inbound", "{line}");
-    assert_eq!(line["method"], "GET", "{line}");
-    assert_eq!(
-        line["upstream"],
-        format!("[::1]:{APP_PORT}"),
-        "the app's address with the original port from IP6T_SO_ORIGINAL_DST: {line}"
-    );
-    let client_field = line["client"].as_str().unwrap_or_default();
-    assert!(client_field.starts_with(&format!("[{CLIENT_IP6}]:")), "{line}");
-    assert_eq!(line["trace_id"], span["traceId"], "the log line and the span describe the same request");
 }

@@ -190,6 +190,29 @@ pub fn curl(args: &[&str]) -> Output {
     std::process::Command::new("curl").arg("-sS").args(args).output().expect("curl is installed")
 }
 
+/// A child process that is killed and reaped when the test lets go of it,
+/// whether the test passes or panics.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits, for at most 5 s, until something accepts connections on
+/// 127.0.0.1:`port`. Returns whether it did.
+pub fn wait_for_port(port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// A port on loopback with nothing listening.
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
