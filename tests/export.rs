@@ -52,17 +52,6 @@ impl Client {
     }
 }
 
-async fn wait_for_spans(c: &Collector, n: usize, limit: Duration) -> Vec<(Value, Value)> {
-    let until = std::time::Instant::now() + limit;
-    loop {
-        let spans = c.otlp_spans();
-        if spans.len() >= n || std::time::Instant::now() > until {
-            return spans;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Attribute lists as key → value text, whatever JSON shape the value has.
 fn attrs(list: &Value) -> BTreeMap<String, String> {
     list.as_array()
@@ -146,7 +135,7 @@ async fn every_otlp_encoding_delivers_exactly_the_recorded_spans() {
         let proxy = exporting_proxy(app.addr, &flags).await;
         traffic(&format!("http://{}", proxy.inbound.unwrap()), 12).await;
         let recorded = spans(&proxy, 12).await;
-        let received = wait_for_spans(&collector, 12, Duration::from_secs(20)).await;
+        let received = collector.wait_for_spans(12, Duration::from_secs(20)).await;
         check_identical(&proxy, &recorded, &received);
         let batches = collector.received();
         let transport = batches[0]["transport"].as_str().unwrap().to_string();
@@ -220,7 +209,7 @@ async fn retry_after_503_then_every_span_arrives_once() {
     let proxy = exporting_proxy(app.addr, &flags).await;
     traffic(&format!("http://{}", proxy.inbound.unwrap()), 40).await;
     let recorded = spans(&proxy, 40).await;
-    let received = wait_for_spans(&collector, 40, Duration::from_secs(40)).await;
+    let received = collector.wait_for_spans(40, Duration::from_secs(40)).await;
     check_identical(&proxy, &recorded, &received);
     let stats = &proxy.stats.exporters()[0];
     let retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
@@ -244,7 +233,7 @@ async fn collector_down_for_30s_then_every_span_arrives_once() {
     let recorded = spans(&proxy, 60).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let collector = Collector::start_on(port, grpc);
-    let received = wait_for_spans(&collector, 60, Duration::from_secs(30)).await;
+    let received = collector.wait_for_spans(60, Duration::from_secs(30)).await;
     check_identical(&proxy, &recorded, &received);
 }
 
@@ -369,27 +358,17 @@ async fn rejections_and_non_retryable_answers_are_counted_not_retried() {
     let proxy = exporting_proxy(app.addr, &flags).await;
     let url = format!("http://{}", proxy.inbound.unwrap());
     traffic(&url, 10).await;
-    wait_for_spans(&collector, 10, Duration::from_secs(10)).await;
+    collector.wait_for_spans(10, Duration::from_secs(10)).await;
     let e = proxy.stats.exporters()[0].clone();
-    for _ in 0..50 {
-        if e.batches_ok.load(Relaxed) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(Duration::from_secs(5), || e.batches_ok.load(Relaxed) == 1).await;
     assert_eq!(e.rejected_spans.load(Relaxed), 3);
     assert_eq!(e.exported_spans.load(Relaxed), 7);
 
     // 400 is not retryable: the batch is dropped at once and counted.
-    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 3600.0;
-    collector.control(&format!(r#"{{"reject":0,"mode":"fail","status":400,"until":{until}}}"#));
+    let fail_until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 3600.0;
+    collector.control(&format!(r#"{{"reject":0,"mode":"fail","status":400,"until":{fail_until}}}"#));
     traffic(&url, 10).await;
-    for _ in 0..50 {
-        if e.batches_failed.load(Relaxed) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(Duration::from_secs(5), || e.batches_failed.load(Relaxed) == 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(e.dropped_spans_non_retryable.load(Relaxed), 10);
     assert_eq!(e.retries.load(Relaxed), 0, "a 400 is never retried");
@@ -418,7 +397,7 @@ async fn grpc_unavailable_is_retried_until_it_succeeds() {
     let proxy = exporting_proxy(app.addr, &flags).await;
     traffic(&format!("http://{}", proxy.inbound.unwrap()), 8).await;
     let recorded = spans(&proxy, 8).await;
-    let received = wait_for_spans(&collector, 8, Duration::from_secs(20)).await;
+    let received = collector.wait_for_spans(8, Duration::from_secs(20)).await;
     check_identical(&proxy, &recorded, &received);
     assert!(proxy.stats.exporters()[0].retries.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }

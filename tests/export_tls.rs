@@ -110,14 +110,7 @@ async fn mtls_to_a_collector_with_a_private_ca() {
     ];
     let proxy = proxy_with(Config::local_with(app.addr, "tls-test", &flags)).await;
     assert!(curl(&[&format!("http://{}/over-tls", proxy.inbound.unwrap())]).status.success());
-    let mut received = Vec::new();
-    for _ in 0..100 {
-        received = collector.otlp_spans();
-        if !received.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let received = collector.wait_for_spans(1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1, "the span arrived over mTLS");
 
     // Without the client certificate the collector refuses the handshake:

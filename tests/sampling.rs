@@ -36,14 +36,7 @@ async fn ratio_zero_still_exports_errors_and_slow_requests() {
     assert_eq!(paths, BTreeSet::from(["/status/500", "/slow/400"]), "only the error and the slow request are kept");
     assert!(kept.iter().all(|s| s.tail && !s.sampled));
     // Exported, marked as kept by the tail rule.
-    let mut received = Vec::new();
-    for _ in 0..100 {
-        received = collector.otlp_spans();
-        if received.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let received = collector.wait_for_spans(2, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 2);
     for (span, _) in &received {
         let tail = span["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "sidetrace.sampling.tail");

@@ -82,6 +82,19 @@ impl Collector {
         out
     }
 
+    /// Waits, for at most `limit`, until `n` spans have arrived; returns
+    /// what has arrived by then.
+    pub async fn wait_for_spans(&self, n: usize, limit: std::time::Duration) -> Vec<(Value, Value)> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let spans = self.otlp_spans();
+            if spans.len() >= n || std::time::Instant::now() > until {
+                return spans;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn control(&self, json: &str) {
         let out = super::curl(&["-X", "POST", "--data", json, &format!("{}/control", self.http_url())]);
         assert!(out.status.success());

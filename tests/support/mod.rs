@@ -213,6 +213,18 @@ pub fn wait_for_port(port: u16) -> bool {
     false
 }
 
+/// Waits, for at most `limit`, until `done` holds; returns whether it did.
+pub async fn until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 /// A port on loopback with nothing listening.
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
