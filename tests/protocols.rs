@@ -104,6 +104,11 @@ async fn h2c_prior_knowledge() {
     assert_eq!(app.last().version, http::Version::HTTP_2);
     // The app sees the authority the client used, not the proxy's rewrite.
     assert_eq!(app.last().uri.authority().unwrap().as_str(), proxy.inbound.unwrap().to_string());
+    // server.address/port come from the request's :authority.
+    let otlp = serde_json::to_string(&proxy.encoder.span(&spans[0])).unwrap();
+    let inbound = proxy.inbound.unwrap();
+    assert!(otlp.contains(r#""key":"server.address","value":{"stringValue":"127.0.0.1"}"#), "{otlp}");
+    assert!(otlp.contains(&format!(r#""key":"server.port","value":{{"intValue":"{}"}}"#, inbound.port())), "{otlp}");
     let err = spans.iter().find(|s| s.status == Some(503)).unwrap();
     assert!(err.is_error());
 }

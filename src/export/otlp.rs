@@ -178,9 +178,11 @@ pub fn protocol_version(v: Version) -> &'static str {
 /// `server.address`/`server.port`: the authority the client asked for
 /// (Host or `:authority`), else the upstream it went to.
 fn server_address(s: &SpanRecord) -> (Option<String>, Option<u16>) {
-    if let Some(auth) =
-        s.host.as_ref().and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<http::uri::Authority>().ok())
-    {
+    let asked = match &s.host {
+        Some(h) => h.to_str().ok().and_then(|h| h.parse::<http::uri::Authority>().ok()),
+        None => s.uri.authority().cloned(),
+    };
+    if let Some(auth) = asked {
         let default = if s.scheme_https { 443 } else { 80 };
         return (
             Some(auth.host().trim_start_matches('[').trim_end_matches(']').to_string()),

@@ -60,11 +60,9 @@ pub async fn handle(
     let sampled = shared.sampler.decide(trace_id, parent_sampled);
     let h2 = req.version() == Version::HTTP_2;
     let dest = destination(&shared, &conn, &req);
-    let host = req
-        .headers()
-        .get(HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    // An HTTP/2 request's `:authority` stays in the cloned `uri`; the
+    // exporter reads it from there, so nothing is copied here.
+    let host = req.headers().get(HOST).cloned();
     let span = SpanRecord {
         trace_id,
         span_id,

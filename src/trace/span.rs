@@ -101,6 +101,9 @@ impl SpanRecord {
     /// export pipeline compacts each span as it takes it off the queue.
     pub fn compact(&mut self) {
         let own = |v: &HeaderValue| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+        // The authority leaves with the URI below: an HTTP/2 request's
+        // `:authority` becomes the host `server.address` is read from.
+        let authority = self.host.is_none().then(|| self.uri.authority().map(|a| a.as_str().to_owned())).flatten();
         let text = match self.uri.path_and_query() {
             Some(pq) => pq.as_str(),
             None => self.uri.authority().map_or("/", |a| a.as_str()),
@@ -110,6 +113,9 @@ impl SpanRecord {
         }
         for v in [&mut self.host, &mut self.user_agent, &mut self.tracestate].into_iter().flatten() {
             *v = own(v);
+        }
+        if let Some(a) = authority {
+            self.host = HeaderValue::from_str(&a).ok();
         }
         if let Some(Upstream::Name(a)) = &mut self.upstream
             && let Ok(owned) =
