@@ -47,8 +47,4 @@ impl Watch {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|d| *d).await;
     }
-
-    pub fn is_draining(&self) -> bool {
-        *self.rx.borrow()
-    }
 }

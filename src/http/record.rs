@@ -33,10 +33,6 @@ impl InFlight {
         self.request_counter().store(n, Ordering::Relaxed);
     }
 
-    pub fn span_mut(&mut self) -> Option<&mut SpanRecord> {
-        self.span.as_deref_mut()
-    }
-
     pub fn set_status(&mut self, status: u16) {
         if let Some(s) = self.span.as_deref_mut() {
             s.status = Some(status);

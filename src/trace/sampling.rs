@@ -35,9 +35,6 @@ impl Sampler {
         Sampler { parent_based, ratio: ratio.clamp(0.0, 1.0), rate_limit, window: AtomicU64::new(0) }
     }
 
-    pub fn always_on() -> Self {
-        Sampler::new(true, 1.0, 0)
-    }
 
     /// The decision for a request: `parent` is the incoming sampled flag,
     /// when a valid context (or a B3 sampling-only header) carried one.
