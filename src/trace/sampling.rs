@@ -35,7 +35,6 @@ impl Sampler {
         Sampler { parent_based, ratio: ratio.clamp(0.0, 1.0), rate_limit, window: AtomicU64::new(0) }
     }
 
-
     /// The decision for a request: `parent` is the incoming sampled flag,
     /// when a valid context (or a B3 sampling-only header) carried one.
     pub fn decide(&self, trace_id: TraceId, parent: Option<bool>) -> bool {
