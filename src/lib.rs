@@ -127,6 +127,12 @@ impl Sidecar {
                 detect_timeout: config.detect_timeout,
                 connect_timeout: config.connect_timeout,
                 response_timeout: config.response_timeout,
+                idle_timeout: config.idle_timeout,
+                http1: {
+                    let mut b = hyper::server::conn::http1::Builder::new();
+                    b.timer(hyper_util::rt::TokioTimer::new());
+                    b
+                },
                 pool: http::pool::Pool::new(
                     config.connect_timeout,
                     metrics.direction(direction),

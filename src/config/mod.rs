@@ -134,6 +134,11 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_RESPONSE_TIMEOUT", default_value = "30s", value_parser = duration, value_name = "DURATION")]
     pub response_timeout: Duration,
 
+    /// How long a client's HTTP/1 keep-alive connection may wait for its next request before
+    /// sidetrace closes it. 0s leaves it open until the client closes it.
+    #[arg(long, env = "SIDETRACE_IDLE_TIMEOUT", default_value = "1h", value_parser = duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+
     /// Route pattern for http.route, e.g. /users/{id}/orders/{order}; repeat the
     /// flag or separate with commas. Unmatched paths get numbers, UUIDs and long ids replaced by {id}.
     #[arg(long = "route", env = "SIDETRACE_ROUTES", value_delimiter = ',', value_parser = route, value_name = "PATTERN")]
@@ -193,6 +198,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
     pub routes: RouteTemplates,
     pub redact_query_keys: Vec<String>,
     pub trace_buffer: usize,
@@ -233,6 +239,7 @@ impl Config {
             "drain_timeout": d(self.drain_timeout),
             "connect_timeout": d(self.connect_timeout),
             "response_timeout": self.response_timeout.map(d),
+            "idle_timeout": self.idle_timeout.map(d),
             "routes": self.routes.patterns(),
             "redact_query_keys": self.redact_query_keys,
             "trace_buffer": self.trace_buffer,
@@ -292,6 +299,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             connect_timeout: args.connect_timeout,
             response_timeout: (!args.response_timeout.is_zero()).then_some(args.response_timeout),
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
             routes: RouteTemplates::new(args.routes.clone()),
             redact_query_keys: args
                 .redact_query_keys

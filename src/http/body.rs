@@ -5,6 +5,7 @@
 
 use super::pool::Release;
 use super::record::InFlight;
+use crate::listen::ConnMeta;
 use crate::trace::ErrorType;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,14 +18,19 @@ use std::task::{Context, Poll, ready};
 pub struct ForwardBody {
     inner: Incoming,
     counter: Option<Arc<AtomicU64>>,
+    /// An HTTP/1 client connection, told when the body has been read to
+    /// its end.
+    conn: Option<Arc<ConnMeta>>,
 }
 
 impl ForwardBody {
     /// Counting costs an allocation, so a body that is already complete
     /// (GET, HEAD, ...) goes without.
-    pub fn new(inner: Incoming, rec: &mut InFlight) -> Self {
-        let counter = (!inner.is_end_stream()).then(|| rec.request_counter());
-        ForwardBody { inner, counter }
+    pub fn new(inner: Incoming, rec: &mut InFlight, conn: Option<&Arc<ConnMeta>>) -> Self {
+        let open = !inner.is_end_stream();
+        let counter = open.then(|| rec.request_counter());
+        let conn = conn.filter(|_| open).cloned();
+        ForwardBody { inner, counter, conn }
     }
 }
 
@@ -38,6 +44,11 @@ impl Body for ForwardBody {
             && let Some(d) = f.data_ref()
         {
             c.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        if (frame.is_none() || self.inner.is_end_stream())
+            && let Some(conn) = self.conn.take()
+        {
+            conn.keepalive.request_body_done();
         }
         Poll::Ready(frame)
     }
@@ -53,6 +64,8 @@ impl Body for ForwardBody {
 
 pub struct ProxyBody {
     kind: Kind,
+    /// An HTTP/1 client connection, told when hyper is done with the body.
+    conn: Option<Arc<ConnMeta>>,
 }
 
 enum Kind {
@@ -62,15 +75,20 @@ enum Kind {
 
 impl ProxyBody {
     pub fn upstream(inner: Incoming, rec: InFlight, release: Option<Release>) -> Self {
-        ProxyBody { kind: Kind::Upstream { inner, rec, release } }
+        ProxyBody { kind: Kind::Upstream { inner, rec, release }, conn: None }
     }
 
     pub fn local(text: Bytes) -> Self {
-        ProxyBody { kind: Kind::Local((!text.is_empty()).then_some(text)) }
+        ProxyBody { kind: Kind::Local((!text.is_empty()).then_some(text)), conn: None }
     }
 
     pub fn empty() -> Self {
-        ProxyBody { kind: Kind::Local(None) }
+        ProxyBody { kind: Kind::Local(None), conn: None }
+    }
+
+    pub fn notify_on_drop(mut self, conn: Arc<ConnMeta>) -> Self {
+        self.conn = Some(conn);
+        self
     }
 }
 
@@ -135,6 +153,9 @@ impl Drop for ProxyBody {
                 r.finish();
             }
             rec.finish(None);
+        }
+        if let Some(conn) = &self.conn {
+            conn.keepalive.response_done();
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod idle;
 pub mod pool;
 pub mod proxy;
 pub mod record;
@@ -13,6 +14,7 @@ pub mod upgrade;
 use crate::access_log::AccessLog;
 use crate::drain;
 use crate::export::SpanSink;
+use crate::listen::prefixed::PrefixedIo;
 use crate::listen::{ConnMeta, Direction};
 use crate::metrics::route::RouteTemplates;
 use crate::trace::SpanRecord;
@@ -20,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 /// Everything one direction's connections share.
 pub struct Shared {
@@ -30,6 +32,9 @@ pub struct Shared {
     pub detect_timeout: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Option<Duration>,
+    /// How long an HTTP/1 client connection may wait for its next request.
+    pub idle_timeout: Option<Duration>,
+    pub http1: hyper::server::conn::http1::Builder,
     pub pool: Arc<pool::Pool>,
     pub sink: SpanSink,
     pub access_log: Option<AccessLog>,
@@ -56,28 +61,59 @@ impl Shared {
     }
 }
 
-pub async fn serve_connection<I>(io: I, h2: bool, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let svc = proxy::ProxyService::new(shared, meta);
-    // Detection already chose the protocol; the builder must not guess again.
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder = if h2 { builder.http2_only() } else { builder.http1_only() };
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => log_conn_end(r),
-        _ = drain.signaled() => {
-            conn.as_mut().graceful_shutdown();
-            log_conn_end(conn.await);
+/// An HTTP/1 client connection: hyper serves it while requests come, and
+/// gives it back whenever it goes idle (`idle`), so that waiting for the
+/// next request costs no buffers.
+pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
+    let meta = Arc::new(meta);
+    let svc = proxy::ProxyService::new(shared.clone(), meta.clone());
+    let mut io = io;
+    loop {
+        let wrapped = TokioIo::new(idle::ReleasingIo::new(io, meta.clone()));
+        // Boxed so that the idle task is small: the connection's state
+        // lives only while it serves.
+        let conn = Box::pin(shared.http1.serve_connection(wrapped, svc.clone()).with_upgrades());
+        run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+        let Some(sock) = meta.keepalive.take_parked() else { return };
+        let _idle = shared.metrics.net.http1_idle();
+        let idle_limit = async {
+            match shared.idle_timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = sock.readable() => if r.is_err() { return },
+            _ = drain.signaled() => return,
+            _ = idle_limit => return,
         }
+        io = PrefixedIo::new(bytes::BytesMut::new(), sock);
     }
 }
 
-fn log_conn_end(r: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
+    let svc = proxy::ProxyService::new(shared, Arc::new(meta));
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+}
+
+/// Serves until the connection ends; a drain asks it to finish what is in
+/// flight and close.
+async fn run<C, E>(mut conn: C, drain: &drain::Watch, graceful: impl FnOnce(&mut C))
+where
+    C: std::future::Future<Output = Result<(), E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let r = tokio::select! {
+        r = &mut conn => r,
+        _ = drain.signaled() => {
+            graceful(&mut conn);
+            conn.await
+        }
+    };
     if let Err(e) = r {
         tracing::debug!(error = %e, "client connection ended with an error");
     }

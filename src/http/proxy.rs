@@ -29,8 +29,8 @@ pub struct ProxyService {
 }
 
 impl ProxyService {
-    pub fn new(shared: Arc<Shared>, conn: ConnMeta) -> Self {
-        ProxyService { shared, conn: Arc::new(conn) }
+    pub fn new(shared: Arc<Shared>, conn: Arc<ConnMeta>) -> Self {
+        ProxyService { shared, conn }
     }
 }
 
@@ -40,7 +40,21 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        Box::pin(handle(self.shared.clone(), self.conn.clone(), req))
+        if req.version() == Version::HTTP_2 {
+            return Box::pin(handle(self.shared.clone(), self.conn.clone(), req));
+        }
+        // HTTP/1 runs one request at a time; the connection learns when
+        // this one is over so that it can idle without buffers.
+        self.conn.keepalive.request_started(http_body::Body::is_end_stream(req.body()));
+        let (shared, conn) = (self.shared.clone(), self.conn.clone());
+        let connect = req.method() == Method::CONNECT;
+        Box::pin(async move {
+            let Ok(resp) = handle(shared, conn.clone(), req).await;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS || (connect && resp.status().is_success()) {
+                conn.keepalive.pin();
+            }
+            Ok(resp.map(|b| b.notify_on_drop(conn)))
+        })
     }
 }
 
@@ -107,7 +121,8 @@ pub async fn handle(
         to_origin_form(&mut parts.uri, &mut parts.headers);
     }
     let method_is_connect = parts.method == Method::CONNECT;
-    let fwd = Request::from_parts(parts, ForwardBody::new(body, &mut rec));
+    let keepalive = (!h2).then_some(&conn);
+    let fwd = Request::from_parts(parts, ForwardBody::new(body, &mut rec, keepalive));
 
     let upstream_started = Instant::now();
     let sent = shared.pool.send(&dest, h2, fwd, upgrade);

@@ -34,12 +34,15 @@ impl Direction {
 }
 
 /// What the proxy knows about a client connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ConnMeta {
     pub client: SocketAddr,
     pub local: SocketAddr,
     /// Set when an iptables REDIRECT brought the connection here.
     pub original_dst: Option<SocketAddr>,
+    /// HTTP/1 only: whether a request is in flight, so that an idle
+    /// connection can give up its buffers (`http::idle`).
+    pub keepalive: http::idle::KeepAlive,
 }
 
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drain::Watch) {
@@ -79,7 +82,8 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
     let _ = sock.set_nodelay(true);
     let Ok(local) = sock.local_addr() else { return };
     let original_dst = original_dst::original_dst(&sock);
-    let meta = ConnMeta { client: unmapped(client), local: unmapped(local), original_dst };
+    let meta =
+        ConnMeta { client: unmapped(client), local: unmapped(local), original_dst, keepalive: Default::default() };
     let dest_port = match shared.direction {
         Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
         Direction::Outbound => original_dst.map(|a| a.port()),
@@ -89,18 +93,20 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
         net.detected(&Protocol::Opaque, None);
         (Protocol::Opaque, bytes::BytesMut::new())
     } else {
-        let (p, buf, outcome) = detect::detect(&mut sock, shared.detect_timeout).await;
+        // Boxed, like the opaque relay below: the task's own size is what an
+        // idle HTTP/1 connection costs, so rarer or passing states live apart.
+        let (p, buf, outcome) = Box::pin(detect::detect(&mut sock, shared.detect_timeout)).await;
         net.detected(&p, Some(outcome));
         (p, buf)
     };
     net.rtt(Peer::Client, smoothed_rtt(&sock));
     match protocol {
-        Protocol::Http1 | Protocol::Http2 => {
-            let io = prefixed::PrefixedIo::new(prefix, sock);
-            http::serve_connection(io, protocol == Protocol::Http2, shared, meta, drain).await;
+        Protocol::Http1 => http::serve_http1(prefixed::PrefixedIo::new(prefix, sock), shared, meta, drain).await,
+        Protocol::Http2 => {
+            Box::pin(http::serve_http2(prefixed::PrefixedIo::new(prefix, sock), shared, meta, drain)).await
         }
-        Protocol::Tls { sni } => relay(sock, prefix, &shared, &meta, Some(sni.as_deref())).await,
-        Protocol::Opaque => relay(sock, prefix, &shared, &meta, None).await,
+        Protocol::Tls { sni } => Box::pin(relay(sock, prefix, &shared, &meta, Some(sni.as_deref()))).await,
+        Protocol::Opaque => Box::pin(relay(sock, prefix, &shared, &meta, None)).await,
     }
 }
 

@@ -19,6 +19,11 @@ impl<T> PrefixedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.io
     }
+
+    /// Bytes of the prefix not yet read are dropped with it.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {

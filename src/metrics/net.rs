@@ -112,6 +112,14 @@ impl Drop for OpaqueConn {
     }
 }
 
+pub struct IdleConn<'a>(&'a AtomicU64);
+
+impl Drop for IdleConn<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pin_project! {
     /// A stream that adds what it reads to one peer's byte counter: the
     /// relay's bytes are visible while a long connection is still open.
@@ -156,6 +164,7 @@ pub struct Net {
     opaque: TcpEntry,
     tls_unnamed: TcpEntry,
     tls: Bounded<TcpCounters>,
+    http1_idle: AtomicU64,
 }
 
 impl Net {
@@ -168,6 +177,7 @@ impl Net {
             opaque: Arc::new(Entry { id: 0, name: "".into(), value: TcpCounters::new("opaque", "") }),
             tls_unnamed: Arc::new(Entry { id: 0, name: "".into(), value: TcpCounters::new("tls", "") }),
             tls: Bounded::new(max_names, || TcpCounters::new("tls", OTHER)),
+            http1_idle: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +210,13 @@ impl Net {
             None => 3,
         };
         self.detections[p][o].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An HTTP/1 client connection waits for its next request without
+    /// buffers; it counts as idle until the guard is dropped.
+    pub fn http1_idle(&self) -> IdleConn<'_> {
+        self.http1_idle.fetch_add(1, Ordering::Relaxed);
+        IdleConn(&self.http1_idle)
     }
 
     /// An opaque connection opens; keep the guard until it closes.
@@ -249,6 +266,15 @@ pub fn render(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
         for (p, h) in PEERS.iter().zip(&n.rtt) {
             w.histogram(&f, &[("direction", d), ("peer", p)], &h.snapshot());
         }
+    }
+    let f = w.family(
+        "sidetrace_http1_idle_connections",
+        Kind::Gauge,
+        None,
+        "HTTP/1 client connections waiting for their next request; while idle they hold no read or write buffers.",
+    );
+    for (d, n) in dirs {
+        w.gauge(&f, &[("direction", d)], n.http1_idle.load(Ordering::Relaxed) as f64);
     }
     let f = w.family(
         "sidetrace_protocol_detections",
