@@ -62,6 +62,20 @@ pub fn bind(workers: usize, inbound: Option<SocketAddr>, outbound: Option<Socket
     Ok(Bound { workers: all, inbound: in_addr, outbound: out_addr })
 }
 
+/// tokio wakes its own I/O driver (an eventfd write and one more event
+/// for epoll to report) whenever a timer is set to fire earlier than the
+/// wake-up the driver last planned. A worker whose only other timers are
+/// idle connections' hour-long ones would pay that on every request, for
+/// hyper's 30 s header-read timer; with a timer always due within a
+/// second, no per-request timer is ever the earliest.
+async fn heartbeat() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 /// Starts one thread per worker. `shared` makes a worker's state for a
 /// direction (each worker has its own pools). Each thread ends once the
 /// drain has been signalled and its last connection is done.
@@ -98,7 +112,10 @@ pub fn spawn(
                     drop(local_tx);
                     drop(watch);
                     // Ends when every accept loop and connection of this worker is gone.
-                    let _ = local_rx.recv().await;
+                    tokio::select! {
+                        _ = local_rx.recv() => {}
+                        _ = heartbeat() => {}
+                    }
                 });
             })
             .map_err(|e| StartError::Runtime(format!("cannot start a worker thread: {e}")))?;
