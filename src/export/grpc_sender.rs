@@ -1,17 +1,25 @@
-//! OTLP/gRPC with tonic's generated client from `opentelemetry-proto`.
+//! OTLP/gRPC with tonic: the `TraceService/Export` call that
+//! `opentelemetry-proto`'s generated client makes, but sending the batch's
+//! bytes as they were encoded (`PreEncoded`) instead of decoding them into
+//! message structs only for tonic to encode them again.
 
 use super::retry::{Outcome, classify_grpc};
 use crate::config::export::OtlpConfig;
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use bytes::{BufMut, Bytes};
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::Status;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 pub struct GrpcSender {
-    client: TraceServiceClient<Channel>,
+    client: Grpc<Channel>,
     metadata: MetadataMap,
     timeout: std::time::Duration,
 }
@@ -32,7 +40,7 @@ impl GrpcSender {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| format!("--otlp-endpoint TLS: {e}"))?;
         }
-        let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+        let mut client = Grpc::new(endpoint.connect_lazy());
         if c.gzip {
             client = client.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
         }
@@ -48,19 +56,59 @@ impl GrpcSender {
     /// `body` is an encoded `ExportTraceServiceRequest` (so the spool can
     /// keep the same bytes for every transport).
     pub async fn send(&self, body: Bytes) -> Outcome {
-        let msg = match ExportTraceServiceRequest::decode(body) {
-            Ok(m) => m,
-            Err(e) => return Outcome::Fail { reason: format!("undecodable batch: {e}") },
-        };
-        let mut req = tonic::Request::new(msg);
+        let mut req = tonic::Request::new(body);
         *req.metadata_mut() = self.metadata.clone();
         req.set_timeout(self.timeout);
-        match self.client.clone().export(req).await {
+        req.extensions_mut().insert(tonic::GrpcMethod::new(SERVICE, "Export"));
+        let mut client = self.client.clone();
+        if let Err(e) = client.ready().await {
+            return classify_grpc(&Status::unknown(format!("Service was not ready: {e}")));
+        }
+        match client.unary(req, PathAndQuery::from_static(EXPORT_PATH), PreEncoded).await {
             Ok(resp) => match resp.into_inner().partial_success {
                 Some(p) => Outcome::Ok { rejected: p.rejected_spans, message: p.error_message },
                 None => Outcome::Ok { rejected: 0, message: String::new() },
             },
             Err(status) => classify_grpc(&status),
         }
+    }
+}
+
+/// Writes an already encoded request as it is; reads the response with
+/// prost, as tonic's own prost codec would.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ExportTraceServiceResponse>, Status> {
+        Message::decode(src).map(Some).map_err(|e| Status::internal(e.to_string()))
     }
 }

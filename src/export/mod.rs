@@ -9,6 +9,7 @@ pub mod exporter;
 pub mod grpc_sender;
 pub mod http_sender;
 pub mod otlp;
+pub mod otlp_wire;
 pub mod retry;
 pub mod ring;
 pub mod spool;
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use exporter::{Batch, Exporter, ExporterStats, Transport};
 use http_sender::{Format, HttpSender};
 use otlp::Encoder;
-use prost::Message;
+use otlp_wire::ProtoWriter;
 use ring::Ring;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -207,6 +208,7 @@ impl Pipeline {
         // threads, which costs more than the span itself.
         let tick = delay.clamp(Duration::from_millis(1), TICK);
         let mut batch: Vec<SpanRecord> = Vec::with_capacity(batch_size);
+        let mut wire = ProtoWriter::default();
         let mut oldest: Option<tokio::time::Instant> = None;
         let mut closed = false;
         while !closed {
@@ -229,14 +231,14 @@ impl Pipeline {
                     continue;
                 }
                 if batch.len() >= batch_size {
-                    dispatch(&encoder, &outputs, &batch).await;
+                    dispatch(&encoder, &mut wire, &outputs, &batch).await;
                     ring.extend(batch.drain(..));
                     oldest = None;
                 }
             }
             let due = oldest.is_some_and(|t| t.elapsed() >= delay);
             if !batch.is_empty() && (outputs.is_empty() || due || closed) {
-                dispatch(&encoder, &outputs, &batch).await;
+                dispatch(&encoder, &mut wire, &outputs, &batch).await;
                 ring.extend(batch.drain(..));
                 oldest = None;
             }
@@ -251,9 +253,9 @@ impl Pipeline {
 /// How often the pipeline looks at the queue (at most).
 const TICK: Duration = Duration::from_millis(50);
 
-async fn dispatch(encoder: &Encoder, outputs: &[Output], spans: &[SpanRecord]) {
+async fn dispatch(encoder: &Encoder, wire: &mut ProtoWriter, outputs: &[Output], spans: &[SpanRecord]) {
     for out in outputs {
-        let payload = encode(encoder, spans, out.encoding);
+        let payload = encode(encoder, wire, spans, out.encoding);
         let batch = Batch { payload, spans: spans.len() as u32, spooled: None };
         // Waiting here pushes back on the queue, where spans are counted
         // when dropped; it never reaches the request path.
@@ -261,25 +263,24 @@ async fn dispatch(encoder: &Encoder, outputs: &[Output], spans: &[SpanRecord]) {
     }
 }
 
-fn gzip(bytes: Vec<u8>) -> Vec<u8> {
+fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
-    if enc.write_all(&bytes).is_err() {
-        return bytes;
+    if enc.write_all(bytes).is_err() {
+        return bytes.to_vec();
     }
-    enc.finish().unwrap_or(bytes)
+    enc.finish().unwrap_or_else(|_| bytes.to_vec())
 }
 
-fn encode(encoder: &Encoder, spans: &[SpanRecord], encoding: Encoding) -> Bytes {
-    let bytes = match encoding {
-        Encoding::OtlpProtobuf { gzip: z } => {
-            let raw = encoder.request(spans).encode_to_vec();
-            if z { gzip(raw) } else { raw }
-        }
+/// OTLP/protobuf is written directly (`otlp_wire`); the JSON encodings go
+/// through the message structs, which serde needs anyway.
+fn encode(encoder: &Encoder, wire: &mut ProtoWriter, spans: &[SpanRecord], encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::OtlpProtobuf { gzip: true } => Bytes::from(gzip(wire.encode_borrowed(encoder, spans))),
+        Encoding::OtlpProtobuf { gzip: false } => wire.encode(encoder, spans),
         Encoding::OtlpJson { gzip: z } => {
             let raw = serde_json::to_vec(&encoder.request(spans)).unwrap_or_default();
-            if z { gzip(raw) } else { raw }
+            Bytes::from(if z { gzip(&raw) } else { raw })
         }
-        Encoding::ZipkinJson => serde_json::to_vec(&zipkin::encode(encoder, spans)).unwrap_or_default(),
-    };
-    Bytes::from(bytes)
+        Encoding::ZipkinJson => Bytes::from(serde_json::to_vec(&zipkin::encode(encoder, spans)).unwrap_or_default()),
+    }
 }
