@@ -62,17 +62,19 @@ pub fn bind(workers: usize, inbound: Option<SocketAddr>, outbound: Option<Socket
     Ok(Bound { workers: all, inbound: in_addr, outbound: out_addr })
 }
 
-/// tokio wakes its own I/O driver (an eventfd write and one more event
-/// for epoll to report) whenever a timer is set to fire earlier than the
-/// wake-up the driver last planned. A worker whose only other timers are
-/// idle connections' hour-long ones would pay that on every request, for
-/// hyper's 30 s header-read timer; with a timer always due within a
-/// second, no per-request timer is ever the earliest.
+/// Once a second: idle HTTP/1 connections give back their buffers
+/// (`http::idle::sweep`). The tick also keeps a timer always due within a
+/// second, which matters because tokio wakes its own I/O driver (an
+/// eventfd write and one more event for epoll to report) whenever a timer
+/// is set to fire earlier than the wake-up the driver last planned: a
+/// worker whose other timers were idle connections' hour-long ones would
+/// pay that on every request, for hyper's 30 s header-read timer.
 async fn heartbeat() {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(crate::http::idle::QUICK_RETURN);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        crate::http::idle::sweep();
     }
 }
 

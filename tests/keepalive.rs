@@ -65,15 +65,8 @@ async fn idle_connections_park_and_serve_again() {
         assert_eq!(read_response(&mut s, &mut pending).await, ("HTTP/1.1 200 OK".into(), HELLO.into()));
         conns.push(s);
     }
-    let mut parked = 0;
-    for _ in 0..100 {
-        parked = idle_gauge(&proxy).await;
-        if parked == 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(parked, 50, "every keep-alive connection should idle without buffers");
+    // Every keep-alive connection idles without buffers.
+    wait_idle(&proxy, 50).await;
     // Each one serves its next requests, and goes idle again after them.
     for s in &mut conns {
         let mut pending = Vec::new();
@@ -86,14 +79,24 @@ async fn idle_connections_park_and_serve_again() {
     }
     let spans = spans(&proxy, 150).await;
     assert_eq!(spans.len(), 150);
+    // They came back quickly, so they kept their buffers; silent now, the
+    // sweep releases them.
+    wait_idle(&proxy, 50).await;
     drop(conns);
+    wait_idle(&proxy, 0).await;
+}
+
+/// Waits (bounded) until the inbound idle gauge reads `n`.
+async fn wait_idle(proxy: &Sidecar, n: u64) {
+    let mut last = 0;
     for _ in 0..100 {
-        if idle_gauge(&proxy).await == 0 {
+        last = idle_gauge(proxy).await;
+        if last == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("closed connections still counted as idle");
+    panic!("{last} idle connections, expected {n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +106,24 @@ async fn requests_split_across_the_idle_boundary() {
     let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     let mut pending = Vec::new();
     let pause = || tokio::time::sleep(Duration::from_millis(200));
+    let split_head = async |s: &mut TcpStream, pending: &mut Vec<u8>| {
+        s.write_all(b"GET / HT").await.unwrap();
+        pause().await;
+        s.write_all(b"TP/1.1\r\nhost: app\r\n\r\n").await.unwrap();
+        assert_eq!(read_response(s, pending).await.1, HELLO);
+    };
 
-    // A request, then half a pipelined one: the proxy must hold the half
-    // while the first is answered and finish it when the rest arrives.
+    // A new connection gives its buffers back right after its first
+    // answer; then half a request head arrives, and the rest.
+    s.write_all(GET).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
+    wait_idle(&proxy, 1).await;
+    split_head(&mut s, &mut pending).await;
+
+    // The client came back quickly, so the connection now keeps its
+    // buffers between requests. A request, then half a pipelined one: the
+    // half is held while the first is answered and finished when the rest
+    // arrives.
     s.write_all(b"GET / HTTP/1.1\r\nhost: app\r\n\r\nGET /status/202 HTTP/1.1\r\nho").await.unwrap();
     assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
     pause().await;
@@ -117,13 +135,6 @@ async fn requests_split_across_the_idle_boundary() {
     assert!(read_response(&mut s, &mut pending).await.0.starts_with("HTTP/1.1 203 "));
     assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
 
-    // Half a request head after the connection went idle.
-    pause().await;
-    s.write_all(b"GET / HT").await.unwrap();
-    pause().await;
-    s.write_all(b"TP/1.1\r\nhost: app\r\n\r\n").await.unwrap();
-    assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
-
     // A body in two pieces with a pause between them, then a request
     // right behind it.
     s.write_all(b"POST /sink HTTP/1.1\r\nhost: app\r\ncontent-length: 10\r\n\r\nhello").await.unwrap();
@@ -132,8 +143,13 @@ async fn requests_split_across_the_idle_boundary() {
     assert_eq!(read_response(&mut s, &mut pending).await.1, "10\n", "the app got the whole body");
     s.write_all(GET).await.unwrap();
     assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
+
+    // Left silent, the worker's sweep releases it after all; then another
+    // split head.
+    wait_idle(&proxy, 1).await;
+    split_head(&mut s, &mut pending).await;
     assert!(pending.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&pending));
-    assert_eq!(spans(&proxy, 7).await.len(), 7);
+    assert_eq!(spans(&proxy, 9).await.len(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,12 @@
 //! made when the next request's bytes arrive. nginx frees its keep-alive
 //! buffers the same way.
 //!
+//! A connection that is reused quickly would pay for new buffers on every
+//! request that way, so only a connection's first wait is released at
+//! once. Once a client has come back within a second, the connection waits
+//! its turn with the worker's once-a-second sweep (`sweep`) instead, and is
+//! released after a whole sweep interval without a byte from the client.
+//!
 //! The end of input may only be shown when hyper's own read buffer is
 //! empty, or it would answer a half-received pipelined request with a 400.
 //! hyper checks a busy connection for EOF only when its buffer is empty,
@@ -18,11 +24,13 @@
 
 use crate::listen::ConnMeta;
 use crate::listen::prefixed::PrefixedIo;
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -36,7 +44,53 @@ const PINNED: u8 = 4;
 #[derive(Default)]
 pub struct KeepAlive {
     flags: AtomicU8,
+    /// Bumped whenever the client's bytes reach hyper.
+    activity: AtomicU32,
+    /// In this worker's sweep list.
+    listed: AtomicBool,
+    /// The sweep saw a whole interval of silence.
+    expired: AtomicBool,
     parked: Mutex<Option<TcpStream>>,
+}
+
+/// A client that comes back within this long after its connection was
+/// released keeps hyper's buffers between requests until a sweep finds it
+/// silent.
+pub const QUICK_RETURN: Duration = Duration::from_secs(1);
+
+struct Listed {
+    conn: Arc<ConnMeta>,
+    waker: Waker,
+    /// `activity` when the sweep last looked; `None` before its first look.
+    seen: Option<u32>,
+}
+
+thread_local! {
+    /// Connections of this worker waiting for the sweep to release them.
+    static LISTED: RefCell<Vec<Listed>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run once per sweep interval on each worker thread: connections that had
+/// no client bytes over the whole interval and no request in flight are
+/// woken to give their buffers back.
+pub fn sweep() {
+    LISTED.with(|l| {
+        l.borrow_mut().retain_mut(|e| {
+            let k = &e.conn.keepalive;
+            let now = k.activity.load(Ordering::Acquire);
+            if Arc::strong_count(&e.conn) == 1 {
+                return false; // the connection is gone
+            }
+            if e.seen == Some(now) && k.flags() & IN_REQUEST == 0 {
+                k.listed.store(false, Ordering::Release);
+                k.expired.store(true, Ordering::Release);
+                e.waker.wake_by_ref();
+                return false;
+            }
+            e.seen = Some(now);
+            true
+        })
+    });
 }
 
 impl std::fmt::Debug for KeepAlive {
@@ -85,11 +139,13 @@ pub struct ReleasingIo {
     /// The end of input was shown to hyper; the socket goes back on drop.
     released: bool,
     woke: bool,
+    /// Release only once the sweep finds the connection silent.
+    defer: bool,
 }
 
 impl ReleasingIo {
-    pub fn new(io: PrefixedIo<TcpStream>, conn: Arc<ConnMeta>) -> Self {
-        ReleasingIo { io: Some(io), conn, clean: false, write_pending: false, released: false, woke: false }
+    pub fn new(io: PrefixedIo<TcpStream>, conn: Arc<ConnMeta>, defer: bool) -> Self {
+        ReleasingIo { io: Some(io), conn, clean: false, write_pending: false, released: false, woke: false, defer }
     }
 
     fn io(&mut self) -> Pin<&mut PrefixedIo<TcpStream>> {
@@ -100,11 +156,25 @@ impl ReleasingIo {
         self.clean && !self.write_pending && self.conn.keepalive.flags() & (IN_REQUEST | PINNED) == 0
     }
 
+    /// Whether hyper may be shown the end of input now; otherwise the
+    /// connection is put on the sweep list.
+    fn may_release(&self, cx: &Context<'_>) -> bool {
+        let k = &self.conn.keepalive;
+        if !self.defer || k.expired.load(Ordering::Acquire) {
+            return true;
+        }
+        if !k.listed.swap(true, Ordering::AcqRel) {
+            let e = Listed { conn: self.conn.clone(), waker: cx.waker().clone(), seen: None };
+            LISTED.with(|l| l.borrow_mut().push(e));
+        }
+        false
+    }
+
     /// hyper does not read again after a response until the socket wakes
-    /// it; wake it once so the next read can end this stretch now.
+    /// it; wake it once so the next read can end this stretch.
     fn after_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<T>) -> Poll<T> {
         self.write_pending = r.is_pending();
-        if !self.woke && self.idle() {
+        if !self.woke && self.idle() && self.may_release(cx) {
             self.woke = true;
             cx.waker().wake_by_ref();
         }
@@ -131,6 +201,9 @@ impl AsyncRead for ReleasingIo {
                 if buf.filled().len() > before {
                     me.clean = false;
                     me.woke = false;
+                    let k = &me.conn.keepalive;
+                    k.activity.fetch_add(1, Ordering::AcqRel);
+                    k.expired.store(false, Ordering::Release);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -138,7 +211,7 @@ impl AsyncRead for ReleasingIo {
                 let f = me.conn.keepalive.flags();
                 if f & (IN_REQUEST | BODY_DONE | PINNED) == IN_REQUEST | BODY_DONE {
                     me.clean = true;
-                } else if me.idle() {
+                } else if me.idle() && me.may_release(cx) {
                     me.released = true;
                     return Poll::Ready(Ok(()));
                 }

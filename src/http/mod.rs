@@ -68,8 +68,9 @@ pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
     let meta = Arc::new(meta);
     let svc = proxy::ProxyService::new(shared.clone(), meta.clone());
     let mut io = io;
+    let mut quick_return = false;
     loop {
-        let wrapped = TokioIo::new(idle::ReleasingIo::new(io, meta.clone()));
+        let wrapped = TokioIo::new(idle::ReleasingIo::new(io, meta.clone(), quick_return));
         // Boxed so that the idle task is small: the connection's state
         // lives only while it serves.
         let conn = Box::pin(shared.http1.serve_connection(wrapped, svc.clone()).with_upgrades());
@@ -82,11 +83,13 @@ pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
                 None => std::future::pending().await,
             }
         };
+        let parked_at = std::time::Instant::now();
         tokio::select! {
             r = sock.readable() => if r.is_err() { return },
             _ = drain.signaled() => return,
             _ = idle_limit => return,
         }
+        quick_return = parked_at.elapsed() < idle::QUICK_RETURN;
         io = PrefixedIo::new(bytes::BytesMut::new(), sock);
     }
 }
