@@ -134,6 +134,10 @@ async fn requests_split_across_the_idle_boundary() {
     s.write_all(b"GET /status/203 HTTP/1.1\r\nhost: app\r\n\r\nGET / HTTP/1.1\r\nhost: app\r\n\r\n").await.unwrap();
     assert!(read_response(&mut s, &mut pending).await.0.starts_with("HTTP/1.1 203 "));
     assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
+    // Reused within a second, it is not released right after an answer
+    // (that would cost new buffers on every request); only a whole sweep
+    // interval of silence releases it.
+    assert_eq!(idle_gauge(&proxy).await, 0, "a quickly reused connection keeps its buffers between requests");
 
     // A body in two pieces with a pause between them, then a request
     // right behind it.
