@@ -35,6 +35,17 @@ fn bind_one(what: &'static str, addr: SocketAddr, reuse_port: bool) -> Result<st
     Ok(socket.into())
 }
 
+/// `SO_REUSEPORT` would also let a second sidetrace (same user, same port)
+/// join the listeners silently and take half the connections. A plain
+/// bind fails where any socket already listens, so trying one first makes
+/// a taken port an error, as it is with a single worker.
+fn port_is_free(what: &'static str, addr: SocketAddr) -> Result<(), BindError> {
+    let err = |source| BindError { what, addr, source };
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    probe.set_reuse_address(true).map_err(err)?;
+    probe.bind(&addr.into()).map_err(err)
+}
+
 /// Every worker's sockets, and the addresses they are bound to.
 pub struct Bound {
     pub workers: Vec<WorkerListeners>,
@@ -46,6 +57,13 @@ pub struct Bound {
 /// socket picks the port and the others join it.
 pub fn bind(workers: usize, inbound: Option<SocketAddr>, outbound: Option<SocketAddr>) -> Result<Bound, BindError> {
     let reuse = workers > 1;
+    if reuse {
+        for (what, addr) in [("--inbound", inbound), ("--outbound", outbound)] {
+            if let Some(a) = addr.filter(|a| a.port() != 0) {
+                port_is_free(what, a)?;
+            }
+        }
+    }
     let mut all: Vec<WorkerListeners> = Vec::with_capacity(workers);
     let (mut in_addr, mut out_addr) = (inbound, outbound);
     for _ in 0..workers {

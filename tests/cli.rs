@@ -57,6 +57,30 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 #[test]
+fn a_port_in_use_is_an_error_with_several_workers_too() {
+    let port = closed_port().port();
+    let inbound = format!("127.0.0.1:{port}");
+    let app = closed_port().to_string();
+    let args = ["run", "--inbound", &inbound, "--app", &app, "--outbound", "off", "--workers", "2"];
+    let first = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_sidetrace"))
+            .args(args)
+            .args(["--admin", "off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_for_port(port), "the first sidetrace did not start");
+    // Both would set SO_REUSEPORT; the second must not share the port.
+    let out = sidetrace(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&inbound) && stderr.contains("--inbound"), "{stderr}");
+    drop(first);
+}
+
+#[test]
 fn help_lists_every_flag() {
     let out = Command::new(env!("CARGO_BIN_EXE_sidetrace")).args(["run", "--help"]).output().unwrap();
     assert!(out.status.success());
