@@ -125,7 +125,6 @@ impl Sidecar {
                 app: config.app,
                 opaque_ports: config.opaque_ports.clone(),
                 detect_timeout: config.detect_timeout,
-                connect_timeout: config.connect_timeout,
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
                 http1: {

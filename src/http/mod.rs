@@ -30,7 +30,6 @@ pub struct Shared {
     pub app: SocketAddr,
     pub opaque_ports: Vec<u16>,
     pub detect_timeout: Duration,
-    pub connect_timeout: Duration,
     pub response_timeout: Option<Duration>,
     /// How long an HTTP/1 client connection may wait for its next request.
     pub idle_timeout: Option<Duration>,

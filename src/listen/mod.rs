@@ -117,7 +117,7 @@ async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: 
         Direction::Outbound => meta.original_dst,
     };
     match target {
-        Some(t) => opaque::relay(sock, prefix, t, shared.connect_timeout, tls, &shared.metrics.net).await,
+        Some(t) => opaque::relay(sock, prefix, t, &shared.pool, tls, &shared.metrics.net).await,
         None => tracing::debug!(client = %meta.client, "non-HTTP connection with no original destination; closed"),
     }
 }

@@ -2,44 +2,35 @@
 //! for byte to their destination; the proxy only notes the connection
 //! (opened, closed, bytes each way, the TLS server name) in `metrics::net`.
 
-use crate::metrics::net::{Connect, Net, Peer};
-use crate::metrics::tcp_info::smoothed_rtt;
+use crate::http::pool::Pool;
+use crate::metrics::net::{Net, Peer};
+use crate::trace::Upstream;
 use bytes::BytesMut;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// `tls` is `Some` for a TLS connection, holding its server name if sent.
+/// The upstream is dialled like any other (`Pool::connect`): same timeout,
+/// connect metrics and refusal to loop back into the proxy.
 pub async fn relay(
     client: TcpStream,
     prefix: BytesMut,
     target: SocketAddr,
-    connect_timeout: Duration,
+    pool: &Pool,
     tls: Option<Option<&str>>,
     net: &Net,
 ) {
     let sni = tls.flatten();
     let conn = net.opaque_opened(sni, tls.is_some());
     conn.add_read(Peer::Client, prefix.len() as u64);
-    let started = Instant::now();
-    let upstream = match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let refused = e.kind() == std::io::ErrorKind::ConnectionRefused;
-            net.connected(started.elapsed(), if refused { Connect::Refused } else { Connect::Error });
+    let upstream = match pool.connect(&Upstream::Addr(target)).await {
+        Ok(s) => s,
+        Err(e) => {
             tracing::debug!(%target, error = %e, "opaque connect failed");
             return;
         }
-        Err(_) => {
-            net.connected(started.elapsed(), Connect::Timeout);
-            tracing::debug!(%target, "opaque connect timed out");
-            return;
-        }
     };
-    net.connected(started.elapsed(), Connect::Ok);
-    net.rtt(Peer::Upstream, smoothed_rtt(&upstream));
-    let _ = upstream.set_nodelay(true);
     let mut upstream = conn.count(upstream, Peer::Upstream);
     if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
         return;
