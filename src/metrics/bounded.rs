@@ -49,17 +49,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if let Some(v) = self.get(key) {
-            return v;
-        }
-        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = shard.get(key) {
-            return v.clone();
-        }
-        let (k, v) = make();
-        let v = Arc::new(v);
-        shard.insert(k, v.clone());
-        v
+        self.get_or_try_insert(key, || Some(make())).expect("make always makes a value")
     }
 
     /// The value for `key`, made by `make` if absent; `make` returning
@@ -88,14 +78,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
             .iter()
             .flat_map(|s| s.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect::<Vec<_>>())
             .collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -134,15 +116,25 @@ impl<T> Bounded<T> {
 
     /// The entry for `name`, or `_other` once `cap` values are known.
     pub fn get(&self, name: &str, make: impl FnOnce() -> T) -> Arc<Entry<T>> {
+        if let Some(e) = self.map.get(name) {
+            return e;
+        }
+        // A full table answers `_other` without the shard's write lock: past
+        // the cap, unknown values are most of the traffic.
+        if self.len.load(Ordering::Relaxed) >= self.cap {
+            return self.other();
+        }
         let made = self.map.get_or_try_insert(name, || {
             let id = self.len.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.cap).then_some(n + 1));
             let id = id.ok()? as u32 + 1;
             Some((name.into(), Entry { id, name: name.into(), value: make() }))
         });
-        made.unwrap_or_else(|| {
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
-            self.overflow.clone()
-        })
+        made.unwrap_or_else(|| self.other())
+    }
+
+    fn other(&self) -> Arc<Entry<T>> {
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.overflow.clone()
     }
 
     /// Every entry, `_other` last, for exposition.
@@ -158,12 +150,8 @@ impl<T> Bounded<T> {
     }
 
     /// Distinct values known (not counting `_other`).
-    pub fn len(&self) -> usize {
+    pub fn known(&self) -> usize {
         self.len.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -177,7 +165,7 @@ mod tests {
         for name in ["/a", "/b", "/a", "/c", "/d", "/e", "/a"] {
             t.get(name, || ());
         }
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.known(), 3);
         assert_eq!(t.overflowed(), 2);
         assert_eq!(t.get("/d", || ()).name.as_ref(), OTHER);
         assert_eq!(t.get("/b", || ()).name.as_ref(), "/b");
@@ -195,7 +183,7 @@ mod tests {
             })
             .collect();
         threads.into_iter().for_each(|h| h.join().unwrap());
-        assert_eq!(t.len(), 100);
+        assert_eq!(t.known(), 100);
         assert_eq!(t.entries().len(), 101);
         assert_eq!(t.overflowed(), 3900);
     }

@@ -208,7 +208,7 @@ impl Red {
     }
 
     pub fn routes_known(&self) -> usize {
-        self.routes.len()
+        self.routes.known()
     }
 
     pub fn server_overflow(&self) -> Option<u64> {
