@@ -333,24 +333,16 @@ pub fn protocol_version(v: Version) -> &'static str {
 /// (Host or `:authority`), else the upstream it went to.
 fn server_address<'a>(s: &'a SpanRecord, scratch: &mut Scratch) -> (Option<Text<'a>>, Option<u16>) {
     let default = if s.scheme_https { 443 } else { 80 };
-    match (&s.host, s.uri.authority()) {
-        (Some(h), _) => match h.to_str().ok().map(|h| (h, plain_authority(h))) {
-            Some((_, Some((host, port)))) => return (Some(Text::Str(host)), Some(port.unwrap_or(default))),
-            // Unusual authorities (userinfo, IPv6 literals, bad bytes)
-            // take http's own parser, which decides what is valid.
-            Some((h, None)) => {
-                if let Ok(auth) = h.parse::<http::uri::Authority>() {
-                    let host = scratch.push(auth.host().trim_start_matches('[').trim_end_matches(']'));
-                    return (Some(host), Some(auth.port_u16().unwrap_or(default)));
-                }
-            }
-            None => {}
-        },
-        (None, Some(auth)) => {
-            let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-            return (Some(Text::Str(host)), Some(auth.port_u16().unwrap_or(default)));
+    if let Some(a) = s.requested_authority() {
+        if let Some((host, port)) = plain_authority(a) {
+            return (Some(Text::Str(host)), Some(port.unwrap_or(default)));
         }
-        (None, None) => {}
+        // Unusual authorities (userinfo, IPv6 literals, bad bytes) take
+        // http's own parser, which decides what is valid.
+        if let Ok(auth) = a.parse::<http::uri::Authority>() {
+            let host = scratch.push(auth.host().trim_start_matches('[').trim_end_matches(']'));
+            return (Some(host), Some(auth.port_u16().unwrap_or(default)));
+        }
     }
     match &s.upstream {
         Some(crate::trace::Upstream::Addr(a)) => (Some(scratch.push_ip(a.ip())), Some(a.port())),

@@ -15,7 +15,7 @@ use super::expo::{Family, Kind, Writer};
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
 use super::route::RouteTemplates;
-use crate::export::otlp::{method_attr, protocol_version};
+use crate::export::otlp::{method_attr, plain_authority, protocol_version};
 use crate::listen::Direction;
 use crate::trace::{SpanRecord, Upstream};
 use http::{Method, Version};
@@ -284,22 +284,21 @@ impl Red {
 fn server_key(span: &SpanRecord, buf: &mut String) {
     buf.clear();
     let default_port = if span.scheme_https { 443 } else { 80 };
-    let host = span.host.as_ref().and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
-    match (host, &span.upstream) {
-        (Some(h), _) => {
-            let (name, port) = match h.rsplit_once(':') {
-                Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) && (!n.contains(':') || n.ends_with(']')) => {
-                    (n, p.parse::<u16>().unwrap_or(default_port))
-                }
-                _ => (h, default_port),
-            };
-            let _ = write!(buf, "{} {port}", name.trim_start_matches('[').trim_end_matches(']'));
+    if let Some(a) = span.requested_authority() {
+        if let Some((host, port)) = plain_authority(a) {
+            let _ = write!(buf, "{host} {}", port.unwrap_or(default_port));
+            return;
         }
-        (None, Some(Upstream::Addr(a))) => _ = write!(buf, "{} {}", a.ip(), a.port()),
-        (None, Some(Upstream::Name(n))) => {
-            _ = write!(buf, "{} {}", n.host(), n.port_u16().unwrap_or(default_port));
+        if let Ok(auth) = a.parse::<http::uri::Authority>() {
+            let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+            let _ = write!(buf, "{host} {}", auth.port_u16().unwrap_or(default_port));
+            return;
         }
-        (None, None) => {}
+    }
+    match &span.upstream {
+        Some(Upstream::Addr(a)) => _ = write!(buf, "{} {}", a.ip(), a.port()),
+        Some(Upstream::Name(n)) => _ = write!(buf, "{} {}", n.host(), n.port_u16().unwrap_or(default_port)),
+        None => {}
     }
 }
 
@@ -351,6 +350,7 @@ mod tests {
             ("GET", "http://api.example:9000/users/42", Some("api.example:9000")),
             ("PURGE", "/x", Some("[::1]:81")),
             ("CONNECT", "db.example:5432", None),
+            ("DELETE", "/y", None),
         ] {
             let s = span(Direction::Outbound, m, uri, host);
             red.request_started(&s);
@@ -364,9 +364,13 @@ mod tests {
         has(
             r#"http_request_method="_OTHER",http_response_status_code="200",http_route="/x",network_protocol_version="1.1",url_scheme="http",server_address="::1",server_port="81"} 1"#,
         );
-        // CONNECT has no route; with no Host its server is the upstream.
+        // CONNECT has no route; its target names the server, as in its span.
         has(
-            r#"http_client_request_duration_seconds_count{http_request_method="CONNECT",http_response_status_code="200",network_protocol_version="1.1",url_scheme="http",server_address="10.0.0.1",server_port="8080"} 1"#,
+            r#"http_client_request_duration_seconds_count{http_request_method="CONNECT",http_response_status_code="200",network_protocol_version="1.1",url_scheme="http",server_address="db.example",server_port="5432"} 1"#,
+        );
+        // With neither Host nor an authority, the server is the upstream.
+        has(
+            r#"http_client_request_duration_seconds_count{http_request_method="DELETE",http_response_status_code="200",http_route="/y",network_protocol_version="1.1",url_scheme="http",server_address="10.0.0.1",server_port="8080"} 1"#,
         );
         has(r#"http_client_response_body_size_bytes_sum{http_request_method="GET""#);
         has(r#"http_client_active_requests{http_request_method="GET",url_scheme="http"} 0"#);

@@ -95,6 +95,14 @@ impl ErrorType {
 }
 
 impl SpanRecord {
+    /// The authority the client asked for: `Host`, else HTTP/2's
+    /// `:authority` (kept in the URI). `server.address` in spans and metrics
+    /// comes from here first.
+    pub fn requested_authority(&self) -> Option<&str> {
+        let host = self.host.as_ref().and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
+        host.or_else(|| self.uri.authority().map(|a| a.as_str()))
+    }
+
     /// Gives the span its own copies of the request's bytes. The `Uri` and
     /// header values of a request point into hyper's read buffer, so a span
     /// kept for `/api/traces` would keep a whole 8 KiB buffer alive; the
