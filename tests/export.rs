@@ -360,7 +360,7 @@ async fn rejections_and_non_retryable_answers_are_counted_not_retried() {
     traffic(&url, 10).await;
     collector.wait_for_spans(10, Duration::from_secs(10)).await;
     let e = proxy.stats.exporters()[0].clone();
-    until(Duration::from_secs(5), || e.batches_ok.load(Relaxed) == 1).await;
+    assert!(until(Duration::from_secs(5), || e.batches_ok.load(Relaxed) == 1).await, "no batch delivered");
     assert_eq!(e.rejected_spans.load(Relaxed), 3);
     assert_eq!(e.exported_spans.load(Relaxed), 7);
 
@@ -368,7 +368,7 @@ async fn rejections_and_non_retryable_answers_are_counted_not_retried() {
     let fail_until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 3600.0;
     collector.control(&format!(r#"{{"reject":0,"mode":"fail","status":400,"until":{fail_until}}}"#));
     traffic(&url, 10).await;
-    until(Duration::from_secs(5), || e.batches_failed.load(Relaxed) == 1).await;
+    assert!(until(Duration::from_secs(5), || e.batches_failed.load(Relaxed) == 1).await, "no batch failed");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(e.dropped_spans_non_retryable.load(Relaxed), 10);
     assert_eq!(e.retries.load(Relaxed), 0, "a 400 is never retried");

@@ -178,7 +178,6 @@ async fn idle_keep_alive_connections_cost_little_memory() {
         }
         conns.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let held = vm_kib(pid, "VmRSS:");
     let per_conn = (held.saturating_sub(before)) as f64 * 1024.0 / CONNS as f64;
     eprintln!("{CONNS} idle keep-alive connections: RSS {before} -> {held} KiB, {per_conn:.0} B each");

@@ -131,13 +131,19 @@ async fn requests_split_across_the_idle_boundary() {
     assert_eq!(read_response(&mut s, &mut pending).await.0, "HTTP/1.1 202 Accepted");
 
     // Two whole requests in one write.
+    let sent = std::time::Instant::now();
     s.write_all(b"GET /status/203 HTTP/1.1\r\nhost: app\r\n\r\nGET / HTTP/1.1\r\nhost: app\r\n\r\n").await.unwrap();
     assert!(read_response(&mut s, &mut pending).await.0.starts_with("HTTP/1.1 203 "));
     assert_eq!(read_response(&mut s, &mut pending).await.1, HELLO);
     // Reused within a second, it is not released right after an answer
     // (that would cost new buffers on every request); only a whole sweep
     // interval of silence releases it.
-    assert_eq!(idle_gauge(&proxy).await, 0, "a quickly reused connection keeps its buffers between requests");
+    let parked = idle_gauge(&proxy).await;
+    // Only a whole second of silence could release it; a stalled machine
+    // could give it that, so the check counts only when it was quick.
+    if sent.elapsed() < sidetrace::http::idle::QUICK_RETURN / 2 {
+        assert_eq!(parked, 0, "a quickly reused connection keeps its buffers between requests");
+    }
 
     // A body in two pieces with a pause between them, then a request
     // right behind it.

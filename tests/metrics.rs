@@ -493,10 +493,11 @@ async fn openmetrics_exemplars_carry_trace_ids_of_spans() {
         let resp = c.send_request(req).await.unwrap();
         let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
+        let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (200, String::from_utf8(body.to_vec()).unwrap())
+        (status, String::from_utf8(body.to_vec()).unwrap())
     };
-    assert_eq!(status, 200);
+    assert_eq!(status, StatusCode::OK);
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"));
     assert!(text.contains("# UNIT http_server_request_duration_seconds seconds\n"));

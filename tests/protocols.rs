@@ -104,11 +104,17 @@ async fn h2c_prior_knowledge() {
     assert_eq!(app.last().version, http::Version::HTTP_2);
     // The app sees the authority the client used, not the proxy's rewrite.
     assert_eq!(app.last().uri.authority().unwrap().as_str(), proxy.inbound.unwrap().to_string());
-    // server.address/port come from the request's :authority.
-    let otlp = serde_json::to_string(&proxy.encoder.span(&spans[0])).unwrap();
+    // server.address/port come from the request's :authority, here one
+    // that differs from the address the connection went to.
     let inbound = proxy.inbound.unwrap();
-    assert!(otlp.contains(r#""key":"server.address","value":{"stringValue":"127.0.0.1"}"#), "{otlp}");
-    assert!(otlp.contains(&format!(r#""key":"server.port","value":{{"intValue":"{}"}}"#, inbound.port())), "{otlp}");
+    let to = format!("h2.test:8443:127.0.0.1:{}", inbound.port());
+    let named = curl(&["--http2-prior-knowledge", "--connect-to", &to, "http://h2.test:8443/status/201"]);
+    assert!(named.status.success(), "{named:?}");
+    let all = support::spans(&proxy, 5).await;
+    let span = all.iter().find(|s| s.status == Some(201)).expect("the span of the named request");
+    let otlp = serde_json::to_string(&proxy.encoder.span(span)).unwrap();
+    assert!(otlp.contains(r#""key":"server.address","value":{"stringValue":"h2.test"}"#), "{otlp}");
+    assert!(otlp.contains(r#""key":"server.port","value":{"intValue":"8443"}"#), "{otlp}");
     let err = spans.iter().find(|s| s.status == Some(503)).unwrap();
     assert!(err.is_error());
 }

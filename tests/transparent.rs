@@ -483,7 +483,9 @@ fn redirected_inbound_request_reaches_the_app_and_is_traced() {
     serve_hello(&mut lab, "0.0.0.0", &format!("http://127.0.0.1:{APP_PORT}/hello.txt"));
 
     let inbound = format!("0.0.0.0:{INBOUND_PORT}");
-    let app = format!("127.0.0.1:{APP_PORT}");
+    // A different --app port: only the redirect's original destination can
+    // bring the request to the app's real port.
+    let app = format!("127.0.0.1:{}", APP_PORT + 1);
     lab.start_proxy(
         &[env!("CARGO_BIN_EXE_sidetrace")],
         &[
