@@ -40,7 +40,7 @@ async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Str
     }
 }
 
-async fn idle_gauge(proxy: &Sidecar) -> u64 {
+fn idle_gauge(proxy: &Sidecar) -> u64 {
     let out = curl(&[&format!("http://{}/metrics", proxy.admin.unwrap())]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines()
@@ -88,15 +88,11 @@ async fn idle_connections_park_and_serve_again() {
 
 /// Waits (bounded) until the inbound idle gauge reads `n`.
 async fn wait_idle(proxy: &Sidecar, n: u64) {
-    let mut last = 0;
-    for _ in 0..100 {
-        last = idle_gauge(proxy).await;
-        if last == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{last} idle connections, expected {n}");
+    assert!(
+        until(Duration::from_secs(5), || idle_gauge(proxy) == n).await,
+        "{} idle connections, expected {n}",
+        idle_gauge(proxy)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +134,7 @@ async fn requests_split_across_the_idle_boundary() {
     // Reused within a second, it is not released right after an answer
     // (that would cost new buffers on every request); only a whole sweep
     // interval of silence releases it.
-    let parked = idle_gauge(&proxy).await;
+    let parked = idle_gauge(&proxy);
     // Only a whole second of silence could release it; a stalled machine
     // could give it that, so the check counts only when it was quick.
     if sent.elapsed() < sidetrace::http::idle::QUICK_RETURN / 2 {
