@@ -8,10 +8,9 @@ use crate::config::export::OtlpConfig;
 use bytes::{BufMut, Bytes};
 use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use tonic::Status;
 use tonic::client::Grpc;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -75,22 +74,22 @@ impl GrpcSender {
 }
 
 /// Writes an already encoded request as it is; reads the response with
-/// prost, as tonic's own prost codec would.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PreEncoded;
+/// tonic's own prost decoder.
+#[derive(Clone, Copy)]
+struct PreEncoded;
 
 impl Codec for PreEncoded {
     type Encode = Bytes;
     type Decode = ExportTraceServiceResponse;
     type Encoder = PreEncoded;
-    type Decoder = PreEncoded;
+    type Decoder = tonic_prost::ProstDecoder<ExportTraceServiceResponse>;
 
     fn encoder(&mut self) -> PreEncoded {
         PreEncoded
     }
 
-    fn decoder(&mut self) -> PreEncoded {
-        PreEncoded
+    fn decoder(&mut self) -> Self::Decoder {
+        Default::default()
     }
 }
 
@@ -101,14 +100,5 @@ impl Encoder for PreEncoded {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
-    }
-}
-
-impl Decoder for PreEncoded {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ExportTraceServiceResponse>, Status> {
-        Message::decode(src).map(Some).map_err(|e| Status::internal(e.to_string()))
     }
 }

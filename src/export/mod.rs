@@ -227,19 +227,14 @@ impl Pipeline {
                         break;
                     }
                 }
-                if outputs.is_empty() {
-                    continue;
-                }
                 if batch.len() >= batch_size {
-                    dispatch(&encoder, &mut wire, &outputs, &batch).await;
-                    ring.extend(batch.drain(..));
+                    flush(&encoder, &mut wire, &outputs, &ring, &mut batch).await;
                     oldest = None;
                 }
             }
             let due = oldest.is_some_and(|t| t.elapsed() >= delay);
             if !batch.is_empty() && (outputs.is_empty() || due || closed) {
-                dispatch(&encoder, &mut wire, &outputs, &batch).await;
-                ring.extend(batch.drain(..));
+                flush(&encoder, &mut wire, &outputs, &ring, &mut batch).await;
                 oldest = None;
             }
         }
@@ -253,7 +248,14 @@ impl Pipeline {
 /// How often the pipeline looks at the queue (at most).
 const TICK: Duration = Duration::from_millis(50);
 
-async fn dispatch(encoder: &Encoder, wire: &mut ProtoWriter, outputs: &[Output], spans: &[SpanRecord]) {
+/// Hands the batch to every exporter, then keeps its spans in the ring.
+async fn flush(
+    encoder: &Encoder,
+    wire: &mut ProtoWriter,
+    outputs: &[Output],
+    ring: &Ring,
+    spans: &mut Vec<SpanRecord>,
+) {
     for out in outputs {
         let payload = encode(encoder, wire, spans, out.encoding);
         let batch = Batch { payload, spans: spans.len() as u32, spooled: None };
@@ -261,6 +263,7 @@ async fn dispatch(encoder: &Encoder, wire: &mut ProtoWriter, outputs: &[Output],
         // when dropped; it never reaches the request path.
         let _ = out.tx.send(batch).await;
     }
+    ring.extend(spans.drain(..));
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
