@@ -5,8 +5,6 @@
 //! long opaque tokens) replaced by `{id}`. The cap on distinct routes per
 //! direction belongs to the metrics registry (`metrics::bounded`), not here.
 
-use std::borrow::Cow;
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
@@ -79,18 +77,8 @@ impl RouteTemplates {
         self.patterns.iter().map(RoutePattern::as_str).collect()
     }
 
-    /// The route for a request path (without its query).
-    pub fn template<'a>(&'a self, path: &'a str) -> Cow<'a, str> {
-        if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
-            return Cow::Borrowed(p.as_str());
-        }
-        heuristic(path)
-    }
-}
-
-impl RouteTemplates {
-    /// Like `template`, but into `out` (cleared first), so the request path
-    /// can reuse one buffer instead of allocating a route per request.
+    /// The route for a request path (without its query), written into
+    /// `out` (cleared first) so the request path reuses one buffer.
     pub fn write_template(&self, path: &str, out: &mut String) {
         out.clear();
         if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
@@ -104,20 +92,13 @@ impl RouteTemplates {
             out.push_str(if is_identifier(seg) { "{id}" } else { seg });
         }
     }
-}
 
-fn heuristic(path: &str) -> Cow<'_, str> {
-    if !path.split('/').any(is_identifier) {
-        return Cow::Borrowed(path);
+    #[cfg(test)]
+    fn template(&self, path: &str) -> String {
+        let mut out = String::new();
+        self.write_template(path, &mut out);
+        out
     }
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(if is_identifier(seg) { "{id}" } else { seg });
-    }
-    Cow::Owned(out)
 }
 
 /// Whether a path segment looks like an identifier rather than a name.
