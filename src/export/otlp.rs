@@ -303,30 +303,47 @@ fn kv(key: &str, value: Value) -> KeyValue {
 
 /// Known methods keep their name; anything else is `_OTHER`, which keeps
 /// span names and metric labels bounded.
-pub fn method_attr(m: &Method) -> &'static str {
+/// `http.request.method` values; anything else is `_OTHER`.
+pub const METHODS: [&str; 10] =
+    ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER"];
+
+/// The position of a method in `METHODS`.
+pub fn method_index(m: &Method) -> usize {
     match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+pub fn method_attr(m: &Method) -> &'static str {
+    METHODS[method_index(m)]
+}
+
+/// `network.protocol.version` values.
+pub const VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", "unknown"];
+
+/// The position of a version in `VERSIONS`.
+pub fn version_index(v: Version) -> usize {
+    match v {
+        Version::HTTP_09 => 0,
+        Version::HTTP_10 => 1,
+        Version::HTTP_11 => 2,
+        Version::HTTP_2 => 3,
+        Version::HTTP_3 => 4,
+        _ => 5,
     }
 }
 
 pub fn protocol_version(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_11 => "1.1",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "unknown",
-    }
+    VERSIONS[version_index(v)]
 }
 
 /// `server.address`/`server.port`: the authority the client asked for

@@ -15,18 +15,16 @@ use super::expo::{Family, Kind, Writer};
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
 use super::route::RouteTemplates;
-use crate::export::otlp::{method_attr, plain_authority, protocol_version};
+use crate::export::otlp::{METHODS, method_index, plain_authority, protocol_version, version_index};
 use crate::listen::Direction;
 use crate::trace::{SpanRecord, Upstream};
-use http::{Method, Version};
+use http::Method;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
-/// `http.request.method` values; anything else is `_OTHER`.
-const METHODS: [&str; 10] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER"];
 const SCHEMES: [&str; 2] = ["http", "https"];
 
 /// The conventions' advice (0.005 … 10 s) with finer buckets below 5 ms,
@@ -46,22 +44,6 @@ pub static BODY_SIZE: LazyLock<Buckets> = LazyLock::new(|| {
     let bounds: Vec<f64> = (0..11).map(|i| 64.0 * 4f64.powi(i)).collect();
     Buckets::new(&bounds, 1.0)
 });
-
-fn method_index(m: &Method) -> usize {
-    let name = method_attr(m);
-    METHODS.iter().position(|k| *k == name).unwrap_or(METHODS.len() - 1)
-}
-
-fn version_index(v: Version) -> u8 {
-    match v {
-        Version::HTTP_09 => 0,
-        Version::HTTP_10 => 1,
-        Version::HTTP_11 => 2,
-        Version::HTTP_2 => 3,
-        Version::HTTP_3 => 4,
-        _ => 5,
-    }
-}
 
 /// The labels that identify a series, as small numbers.
 #[derive(Clone, Copy, Hash, PartialEq, Eq)]
@@ -178,7 +160,7 @@ impl Red {
             server: server.as_ref().map_or(0, |s| s.id),
             status: span.status.unwrap_or(0),
             method: method as u8,
-            version: version_index(span.version),
+            version: version_index(span.version) as u8,
             https: span.scheme_https,
         };
         let nanos = span.duration_nanos();
@@ -323,7 +305,7 @@ mod tests {
             method: method.parse().unwrap(),
             uri: uri.parse().unwrap(),
             scheme_https: false,
-            version: Version::HTTP_11,
+            version: http::Version::HTTP_11,
             host: host.map(|h| h.parse().unwrap()),
             upstream: Some(Upstream::Addr(SocketAddr::from(([10, 0, 0, 1], 8080)))),
             client: SocketAddr::from(([127, 0, 0, 1], 5555)),
