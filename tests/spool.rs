@@ -106,12 +106,7 @@ async fn spooled_batches_survive_sigkill_and_arrive_once() {
 
     let collector = Collector::start_on(collector_port, grpc_port);
     let (_proxy, _) = start_proxy(app.addr, collector_port, &dir);
-    for _ in 0..300 {
-        if collector.otlp_spans().len() >= expected.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    collector.wait_for_spans(expected.len(), Duration::from_secs(30)).await;
     // A little longer: nothing may arrive twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received: Vec<String> =

@@ -28,6 +28,8 @@ pub struct Encoder {
     pub redact_query_keys: Vec<String>,
 }
 
+pub(crate) const SCOPE_NAME: &str = "sidetrace";
+pub(crate) const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.26.0";
 /// OTLP span flags: bits 0-7 are the W3C trace flags; bit 8 says whether
 /// bit 9 (parent is remote) is known.
@@ -46,8 +48,8 @@ impl Encoder {
                 resource: Some(resource),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(InstrumentationScope {
-                        name: "sidetrace".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
+                        name: SCOPE_NAME.into(),
+                        version: SCOPE_VERSION.into(),
                         ..Default::default()
                     }),
                     spans: spans.iter().map(|s| self.span_with(s, &mut scratch)).collect(),

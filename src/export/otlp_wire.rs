@@ -12,13 +12,11 @@
 //! a oneof (`AnyValue`) and for message fields that are set (`status`).
 //! The tests below hold the two encodings byte for byte equal.
 
-use super::otlp::{AttrValue, Encoder, SCHEMA_URL, Scratch, SpanView};
+use super::otlp::{AttrValue, Encoder, SCHEMA_URL, SCOPE_NAME, SCOPE_VERSION, Scratch, SpanView};
 use crate::trace::SpanRecord;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-const SCOPE_NAME: &str = "sidetrace";
-const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_VARINT: usize = 10;
 
 /// Encodes batches of spans as `ExportTraceServiceRequest`s. One lives as
