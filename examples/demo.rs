@@ -12,8 +12,8 @@ mod apps;
 
 use sidetrace::Sidecar;
 use sidetrace::config::Config;
-use sidetrace::listen::Direction;
 use sidetrace::trace::{SpanId, SpanRecord, TraceId};
+use sidetrace::vocab::Direction;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;

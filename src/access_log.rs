@@ -4,8 +4,8 @@
 //! counted rather than queued without bound.
 
 use crate::config::AccessLogFormat;
-use crate::export::otlp::protocol_version;
 use crate::trace::SpanRecord;
+use crate::vocab::protocol_version;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

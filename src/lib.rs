@@ -22,25 +22,30 @@
 pub mod access_log;
 pub mod admin;
 pub mod config;
+pub mod dial;
 pub mod drain;
 pub mod export;
 pub mod http;
 pub mod listen;
 pub mod metrics;
+pub mod record;
 pub mod trace;
+pub mod vocab;
 pub mod workers;
 
 use config::Config;
+use export::Pipeline;
 use export::otlp::Encoder;
 use export::ring::Ring;
-use export::{ExportStats, Pipeline};
-use listen::Direction;
+use metrics::export_health::ExportStats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use vocab::Direction;
+use workers::BindError;
 
 /// A running sidecar: its bound addresses, its spans, and its shutdown.
 pub struct Sidecar {
@@ -65,20 +70,11 @@ pub struct Sidecar {
 pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// A configuration problem found only when building the exporters.
-    #[error("{0}")]
-    Export(String),
+    #[error(transparent)]
+    Export(#[from] export::StartError),
     /// The operating system refused a thread or runtime.
-    #[error("{0}")]
-    Runtime(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ({what}): {source}")]
-pub struct BindError {
-    pub what: &'static str,
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
+    #[error(transparent)]
+    Workers(#[from] workers::SpawnError),
 }
 
 async fn bind(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, BindError> {
@@ -101,25 +97,26 @@ impl Sidecar {
         let metrics = Arc::new(metrics::Metrics::new(config.max_routes));
         let encoder = Arc::new(Encoder {
             resource: config.resource.clone(),
-            routes: routes.clone(),
             redact_query_keys: config.redact_query_keys.clone(),
         });
-        let pipeline = Pipeline::new(&config, encoder.clone()).map_err(StartError::Export)?;
+        let pipeline = Pipeline::new(&config, encoder.clone())?;
         let (ring, stats, sink) = (pipeline.ring.clone(), pipeline.stats.clone(), pipeline.sink.clone());
         let export_deadline = pipeline.deadline();
         let exporter = tokio::spawn(pipeline.run());
         let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
-        let sampler = Arc::new(trace::sampling::Sampler::new(
-            config.export.parent_based,
-            config.export.sampling_ratio,
-            config.export.sampling_rate_limit,
-        ));
+        let s = &config.export.sampling;
+        let sampler = Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit));
         let (signal, watch) = drain::channel();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,
             Direction::Outbound => outbound_addr,
         };
         let shared = |direction| {
+            let dialer = Arc::new(dial::Dialer::new(
+                config.connect_timeout,
+                metrics.direction(direction),
+                listener_of(direction),
+            ));
             Arc::new(http::Shared {
                 direction,
                 app: config.app,
@@ -132,13 +129,13 @@ impl Sidecar {
                     b.timer(hyper_util::rt::TokioTimer::new());
                     b
                 },
-                pool: http::pool::Pool::new(
-                    config.connect_timeout,
-                    metrics.direction(direction),
-                    listener_of(direction),
-                ),
-                sink: sink.clone(),
-                access_log: access_log.clone(),
+                pool: http::pool::Pool::new(dialer.clone()),
+                dialer,
+                recorder: Arc::new(record::Recorder {
+                    metrics: metrics.direction(direction),
+                    access_log: access_log.clone(),
+                    sink: sink.clone(),
+                }),
                 routes: routes.clone(),
                 sampler: sampler.clone(),
                 metrics: metrics.direction(direction),

@@ -1,8 +1,29 @@
-//! The `sidetrace` command: parse, configure, run until SIGTERM/SIGINT.
+//! The `sidetrace` commands: parse, configure, run until SIGTERM/SIGINT.
+//!
+//! Exit codes: 0 after a clean stop, 2 for bad input (a flag, a variable,
+//! a file named by one), 1 when the system refuses (a port in use, a
+//! thread that cannot start, a disk that fails).
 
-use clap::Parser;
-use sidetrace::config::{Cli, Command, Config};
+use clap::{Parser, Subcommand};
+use sidetrace::config::{Config, RunArgs};
 use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sidetrace",
+    version,
+    about = "A transparent HTTP sidecar proxy that records a span for every request it carries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sidecar proxy.
+    Run(Box<RunArgs>),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
+fn run(args: &RunArgs) -> ExitCode {
     let config = match Config::from_args(args, &|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -33,13 +54,8 @@ fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("sidetrace: invalid value {:?} for '--log': {e}", args.log);
-            return ExitCode::from(2);
-        }
-    };
+    // The filter was checked with the rest of the configuration.
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_default();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     // This runtime runs the export pipeline, the admin server and signal
     // handling; requests are served by the worker threads (`workers`).
@@ -55,8 +71,7 @@ fn run(args: &sidetrace::config::RunArgs) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("sidetrace: {e}");
-                let code = if matches!(e, sidetrace::StartError::Export(_)) { 2 } else { 1 };
-                return ExitCode::from(code);
+                return ExitCode::from(1);
             }
         };
         tracing::info!(

@@ -9,12 +9,28 @@
 
 use crate::drain;
 use crate::http::Shared;
-use crate::listen::{self, Direction};
-use crate::{BindError, StartError};
+use crate::listen;
+use crate::vocab::Direction;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// The operating system refused a worker its thread or runtime.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start a worker {what}: {source}")]
+pub struct SpawnError {
+    what: &'static str,
+    source: std::io::Error,
+}
 
 /// One worker's listening sockets.
 pub struct WorkerListeners {
@@ -103,7 +119,7 @@ pub fn spawn(
     listeners: Vec<WorkerListeners>,
     shared: impl Fn(Direction) -> Arc<Shared>,
     watch: &drain::Watch,
-) -> Result<Vec<JoinHandle<()>>, StartError> {
+) -> Result<Vec<JoinHandle<()>>, SpawnError> {
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, l) in listeners.into_iter().enumerate() {
         let work: Vec<(std::net::TcpListener, Arc<Shared>)> =
@@ -115,7 +131,7 @@ pub fn spawn(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StartError::Runtime(format!("cannot start a worker runtime: {e}")))?;
+            .map_err(|source| SpawnError { what: "runtime", source })?;
         let thread = std::thread::Builder::new()
             .name(format!("sidetrace-worker-{i}"))
             .spawn(move || {
@@ -138,7 +154,7 @@ pub fn spawn(
                     }
                 });
             })
-            .map_err(|e| StartError::Runtime(format!("cannot start a worker thread: {e}")))?;
+            .map_err(|source| SpawnError { what: "thread", source })?;
         threads.push(thread);
     }
     Ok(threads)

@@ -5,7 +5,7 @@
 mod support;
 
 use sidetrace::config::Config;
-use sidetrace::trace::ErrorType;
+use sidetrace::vocab::ErrorType;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;

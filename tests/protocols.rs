@@ -7,7 +7,7 @@ mod support;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use sidetrace::listen::Direction;
+use sidetrace::vocab::Direction;
 use std::io::Write;
 use support::*;
 

@@ -4,8 +4,8 @@
 
 mod support;
 
-use sidetrace::listen::Direction;
 use sidetrace::trace::context::parse_traceparent;
+use sidetrace::vocab::Direction;
 use support::*;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

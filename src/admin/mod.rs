@@ -2,11 +2,11 @@
 //! metrics and live stats. It never sits on the request path; it reads what
 //! the export task left in the ring and snapshots the metrics' atomics.
 
-use crate::export::ExportStats;
 use crate::export::otlp::Encoder;
 use crate::export::ring::Ring;
 use crate::metrics::Metrics;
 use crate::metrics::expo::Format;
+use crate::metrics::export_health::ExportStats;
 use crate::trace::TraceId;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};

@@ -1,180 +1,55 @@
 //! Export and sampling configuration: where spans go (OTLP over HTTP or
 //! gRPC, Zipkin), how they are batched, retried and spooled, and which are
-//! kept. Flags and `SIDETRACE_*` variables first, then the standard
-//! `OTEL_EXPORTER_OTLP_*`, `OTEL_EXPORTER_ZIPKIN_ENDPOINT` and
+//! kept. Flags and `SIDETRACE_*` variables first (`export_args`), then the
+//! standard `OTEL_EXPORTER_OTLP_*`, `OTEL_EXPORTER_ZIPKIN_ENDPOINT` and
 //! `OTEL_TRACES_SAMPLER*` variables with the meaning the OpenTelemetry
-//! specification gives them.
+//! specification gives them. TLS material is loaded and checked here, and
+//! the spool directory too, so that a sidecar that starts can export.
 
-use super::{ConfigError, duration, nonzero};
-use clap::{Args, ValueEnum};
+use super::error::Error;
+use super::export_args::{Compression, ExportArgs, OtlpProtocol};
+use super::parse::{header_pair, ratio};
+use super::ser;
+use super::tls::{self, TlsFiles};
+use clap::ValueEnum;
 use http::{HeaderName, HeaderValue, Uri};
-use std::path::PathBuf;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OtlpProtocol {
-    #[value(name = "http/protobuf")]
-    HttpProtobuf,
-    #[value(name = "http/json")]
-    HttpJson,
-    #[value(name = "grpc")]
-    Grpc,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Compression {
-    Gzip,
-    None,
-}
-
-fn header_pair(s: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
-    let name = HeaderName::from_bytes(k.trim().as_bytes())
-        .map_err(|_| format!("{:?} is not a valid header name", k.trim()))?;
-    let value = HeaderValue::from_str(v.trim())
-        .map_err(|_| format!("the value of {:?} is not a valid header value", k.trim()))?;
-    Ok((name, value))
-}
-
-fn ratio(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!("expected a number from 0 to 1, got {s:?}")),
-    }
-}
-
-/// Bytes, with an optional KiB/MiB/GiB (or K/M/G) suffix.
-pub fn byte_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a size such as 268435456 or 256MiB, got {s:?}"))?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ExportArgs {
-    /// OTLP endpoint, e.g. http://collector:4318 (/v1/traces is appended to a bare
-    /// host for HTTP) [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT]
-    #[arg(long, env = "SIDETRACE_OTLP_ENDPOINT", value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
-
-    /// OTLP encoding and transport [default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf]
-    #[arg(long, env = "SIDETRACE_OTLP_PROTOCOL", value_enum, value_name = "PROTOCOL")]
-    pub otlp_protocol: Option<OtlpProtocol>,
-
-    /// Header sent with every OTLP export, e.g. authorization=Bearer x; repeatable
-    /// [also: OTEL_EXPORTER_OTLP_HEADERS]
-    #[arg(long = "otlp-header", env = "SIDETRACE_OTLP_HEADERS", value_delimiter = ',', value_parser = header_pair, value_name = "KEY=VALUE")]
-    pub otlp_headers: Vec<(HeaderName, HeaderValue)>,
-
-    /// Compression of OTLP exports [default: OTEL_EXPORTER_OTLP_COMPRESSION, else none]
-    #[arg(long, env = "SIDETRACE_OTLP_COMPRESSION", value_enum, value_name = "gzip|none")]
-    pub otlp_compression: Option<Compression>,
-
-    /// Time limit of one export request [default: OTEL_EXPORTER_OTLP_TIMEOUT (ms), else 10s]
-    #[arg(long, env = "SIDETRACE_OTLP_TIMEOUT", value_parser = duration, value_name = "DURATION")]
-    pub otlp_timeout: Option<Duration>,
-
-    /// PEM file of the CA that signs the collector's certificate, instead of the
-    /// system roots [also: OTEL_EXPORTER_OTLP_CERTIFICATE]
-    #[arg(long, env = "SIDETRACE_OTLP_CA", value_name = "FILE")]
-    pub otlp_ca: Option<PathBuf>,
-
-    /// PEM client certificate for mTLS to the collector [also: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE]
-    #[arg(long, env = "SIDETRACE_OTLP_CLIENT_CERT", value_name = "FILE")]
-    pub otlp_client_cert: Option<PathBuf>,
-
-    /// PEM private key of --otlp-client-cert [also: OTEL_EXPORTER_OTLP_CLIENT_KEY]
-    #[arg(long, env = "SIDETRACE_OTLP_CLIENT_KEY", value_name = "FILE")]
-    pub otlp_client_key: Option<PathBuf>,
-
-    /// Zipkin v2 endpoint, e.g. http://zipkin:9411/api/v2/spans [also: OTEL_EXPORTER_ZIPKIN_ENDPOINT]
-    #[arg(long, env = "SIDETRACE_ZIPKIN_ENDPOINT", value_name = "URL")]
-    pub zipkin_endpoint: Option<String>,
-
-    /// Spans per export batch.
-    #[arg(long, env = "SIDETRACE_EXPORT_BATCH_SIZE", default_value = "512", value_parser = nonzero, value_name = "SPANS")]
-    pub export_batch_size: usize,
-
-    /// Longest wait before a partial batch is sent.
-    #[arg(long, env = "SIDETRACE_EXPORT_DELAY", default_value = "1s", value_parser = duration, value_name = "DURATION")]
-    pub export_delay: Duration,
-
-    /// Export requests in flight at once, per exporter.
-    #[arg(long, env = "SIDETRACE_EXPORT_CONCURRENCY", default_value = "2", value_parser = nonzero, value_name = "N")]
-    pub export_concurrency: usize,
-
-    /// First retry delay after a retryable failure; doubles (with jitter) each time.
-    #[arg(long, env = "SIDETRACE_RETRY_INITIAL", default_value = "1s", value_parser = duration, value_name = "DURATION")]
-    pub retry_initial: Duration,
-
-    /// Longest delay between retries.
-    #[arg(long, env = "SIDETRACE_RETRY_MAX", default_value = "30s", value_parser = duration, value_name = "DURATION")]
-    pub retry_max: Duration,
-
-    /// Give up on a batch after retrying this long; it is dropped and counted.
-    #[arg(long, env = "SIDETRACE_RETRY_MAX_ELAPSED", default_value = "5m", value_parser = duration, value_name = "DURATION")]
-    pub retry_max_elapsed: Duration,
-
-    /// Directory where batches wait on disk when the memory queue is full and on
-    /// shutdown; they are sent in order when the collector is back, also after a restart.
-    #[arg(long, env = "SIDETRACE_SPOOL_DIR", value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
-
-    /// Most bytes the spool may hold; past it, new batches are dropped and counted.
-    #[arg(long, env = "SIDETRACE_SPOOL_MAX_BYTES", default_value = "256MiB", value_parser = byte_size, value_name = "BYTES")]
-    pub spool_max_bytes: u64,
-
-    /// Share of new traces recorded (0 to 1); a sampled or unsampled parent is followed
-    /// [default: OTEL_TRACES_SAMPLER_ARG with OTEL_TRACES_SAMPLER, else 1]
-    #[arg(long, env = "SIDETRACE_SAMPLING_RATIO", value_parser = ratio, value_name = "RATIO")]
-    pub sampling_ratio: Option<f64>,
-
-    /// New traces recorded per second at most; 0 for no cap.
-    #[arg(long, env = "SIDETRACE_SAMPLING_RATE_LIMIT", default_value = "0", value_name = "N")]
-    pub sampling_rate_limit: u32,
-
-    /// Keep spans the sampler skipped when they took longer than this (errors are
-    /// always kept), marked sidetrace.sampling.tail=true. 0s keeps only errors.
-    #[arg(long, env = "SIDETRACE_KEEP_SLOWER_THAN", default_value = "1s", value_parser = duration, value_name = "DURATION")]
-    pub keep_slower_than: Duration,
-}
-
 /// The validated export configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ExportConfig {
     pub otlp: Option<OtlpConfig>,
-    pub zipkin: Option<Uri>,
+    pub zipkin: Option<ZipkinConfig>,
     pub batch_size: usize,
+    #[serde(serialize_with = "ser::duration")]
     pub delay: Duration,
     pub concurrency: usize,
     pub retry: RetryPolicy,
     pub spool: Option<SpoolConfig>,
-    pub parent_based: bool,
-    pub sampling_ratio: f64,
-    pub sampling_rate_limit: u32,
-    pub keep_slower_than: Option<Duration>,
+    pub sampling: SamplingConfig,
 }
 
-/// `Debug` is written by hand below: header values and key material
-/// must never reach a log line.
-#[derive(Clone)]
+/// Header values and key material never reach a log line or `/api/config`:
+/// `Debug` and `Serialize` show header names and whether files are set.
+#[derive(Clone, Serialize)]
 pub struct OtlpConfig {
     /// The full URL for HTTP (`.../v1/traces`); the base URL for gRPC.
+    #[serde(rename = "endpoint", serialize_with = "ser::display")]
     pub url: Uri,
     pub protocol: OtlpProtocol,
+    #[serde(rename = "header_names", serialize_with = "ser::header_names")]
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub gzip: bool,
+    #[serde(serialize_with = "ser::duration")]
     pub timeout: Duration,
+    #[serde(flatten)]
     pub tls: TlsFiles,
+    /// The TLS client the HTTP exporter uses, built (and so checked) here.
+    #[serde(skip)]
+    pub http_tls: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for OtlpConfig {
@@ -190,47 +65,59 @@ impl std::fmt::Debug for OtlpConfig {
     }
 }
 
-/// PEM contents, read and checked at start-up.
-#[derive(Clone, Default)]
-pub struct TlsFiles {
-    pub ca: Option<Vec<u8>>,
-    pub client_cert: Option<Vec<u8>>,
-    pub client_key: Option<Vec<u8>>,
+#[derive(Clone, Debug, Serialize)]
+pub struct ZipkinConfig {
+    #[serde(rename = "endpoint", serialize_with = "ser::display")]
+    pub url: Uri,
+    #[serde(skip)]
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
-impl std::fmt::Debug for TlsFiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsFiles")
-            .field("ca", &self.ca.is_some())
-            .field("client_cert", &self.client_cert.is_some())
-            .field("client_key", &self.client_key.is_some())
-            .finish()
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct RetryPolicy {
+    #[serde(serialize_with = "ser::duration")]
     pub initial: Duration,
+    #[serde(serialize_with = "ser::duration")]
     pub max: Duration,
+    #[serde(serialize_with = "ser::duration")]
     pub max_elapsed: Duration,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct SpoolConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
 }
 
+#[derive(Clone, Debug, Serialize)]
+pub struct SamplingConfig {
+    pub parent_based: bool,
+    pub ratio: f64,
+    pub rate_limit: u32,
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub keep_slower_than: Option<Duration>,
+}
+
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl ExportConfig {
-    pub fn from_args(a: &ExportArgs, env: Env) -> Result<ExportConfig, ConfigError> {
+    pub fn from_args(a: &ExportArgs, env: Env) -> Result<ExportConfig, Error> {
         let (parent_based, env_ratio) = sampler_from_env(env)?;
         if a.retry_initial.is_zero() || a.retry_max < a.retry_initial {
-            return Err(ConfigError("--retry-max must be at least --retry-initial, which must be above 0".into()));
+            return Err(Error::Conflict("--retry-max must be at least --retry-initial, which must be above 0"));
         }
         let zipkin = match a.zipkin_endpoint.clone().or_else(|| nonempty(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT")) {
-            Some(u) => Some(parse_url(&u, "--zipkin-endpoint")?),
+            Some(u) => Some(ZipkinConfig {
+                url: parse_url(&u, "--zipkin-endpoint")?,
+                tls: Arc::new(tls::client_config(&TlsFiles::default())?),
+            }),
+            None => None,
+        };
+        let spool = match &a.spool_dir {
+            Some(dir) => {
+                usable_dir(dir).map_err(|source| Error::SpoolDir { dir: dir.clone(), source })?;
+                Some(SpoolConfig { dir: dir.clone(), max_bytes: a.spool_max_bytes })
+            }
             None => None,
         };
         Ok(ExportConfig {
@@ -240,33 +127,40 @@ impl ExportConfig {
             delay: a.export_delay,
             concurrency: a.export_concurrency,
             retry: RetryPolicy { initial: a.retry_initial, max: a.retry_max, max_elapsed: a.retry_max_elapsed },
-            spool: a.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: a.spool_max_bytes }),
-            parent_based,
-            sampling_ratio: a.sampling_ratio.or(env_ratio).unwrap_or(1.0),
-            sampling_rate_limit: a.sampling_rate_limit,
-            keep_slower_than: (!a.keep_slower_than.is_zero()).then_some(a.keep_slower_than),
+            spool,
+            sampling: SamplingConfig {
+                parent_based,
+                ratio: a.sampling_ratio.or(env_ratio).unwrap_or(1.0),
+                rate_limit: a.sampling_rate_limit,
+                keep_slower_than: (!a.keep_slower_than.is_zero()).then_some(a.keep_slower_than),
+            },
         })
     }
+}
 
-    pub fn none() -> ExportConfig {
-        ExportConfig {
-            otlp: None,
-            zipkin: None,
-            batch_size: 512,
-            delay: Duration::from_secs(1),
-            concurrency: 2,
-            retry: RetryPolicy {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(30),
-                max_elapsed: Duration::from_secs(300),
+/// A spool directory works if it is a writable directory, or can be made
+/// inside the nearest existing directory above it (the spool makes it).
+fn usable_dir(dir: &Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => return Err(Error::new(ErrorKind::NotADirectory, format!("{} is not a directory", at.display()))),
+            Err(e) if e.kind() == ErrorKind::NotFound => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => return Ok(()), // relative to the working directory
             },
-            spool: None,
-            parent_based: true,
-            sampling_ratio: 1.0,
-            sampling_rate_limit: 0,
-            keep_slower_than: Some(Duration::from_secs(1)),
+            Err(e) => return Err(e),
         }
     }
+    let c = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn nonempty(env: Env, key: &str) -> Option<String> {
@@ -275,11 +169,11 @@ fn nonempty(env: Env, key: &str) -> Option<String> {
 
 /// `OTEL_TRACES_SAMPLER` with `OTEL_TRACES_SAMPLER_ARG`: returns whether
 /// the sampler follows parents, and the root ratio it sets.
-fn sampler_from_env(env: Env) -> Result<(bool, Option<f64>), ConfigError> {
-    let arg = || -> Result<Option<f64>, ConfigError> {
+fn sampler_from_env(env: Env) -> Result<(bool, Option<f64>), Error> {
+    let arg = || -> Result<Option<f64>, Error> {
         match nonempty(env, "OTEL_TRACES_SAMPLER_ARG") {
             None => Ok(None),
-            Some(v) => ratio(&v).map(Some).map_err(|e| ConfigError(format!("OTEL_TRACES_SAMPLER_ARG: {e}"))),
+            Some(v) => ratio(&v).map(Some).map_err(|e| Error::invalid("OTEL_TRACES_SAMPLER_ARG", e)),
         }
     };
     match nonempty(env, "OTEL_TRACES_SAMPLER").as_deref() {
@@ -290,21 +184,22 @@ fn sampler_from_env(env: Env) -> Result<(bool, Option<f64>), ConfigError> {
         Some("parentbased_always_on") => Ok((true, Some(1.0))),
         Some("parentbased_always_off") => Ok((true, Some(0.0))),
         Some("parentbased_traceidratio") => Ok((true, Some(arg()?.unwrap_or(1.0)))),
-        Some(other) => Err(ConfigError(format!(
-            "OTEL_TRACES_SAMPLER: {other:?} is not supported (use always_on, always_off, traceidratio or their parentbased_ forms)"
-        ))),
+        Some(other) => Err(Error::invalid(
+            "OTEL_TRACES_SAMPLER",
+            format!("{other:?} is not supported (use always_on, always_off, traceidratio or their parentbased_ forms)"),
+        )),
     }
 }
 
-fn parse_url(s: &str, what: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = s.parse().map_err(|_| ConfigError(format!("{what}: {s:?} is not a valid URL")))?;
+fn parse_url(s: &str, what: &str) -> Result<Uri, Error> {
+    let uri: Uri = s.parse().map_err(|_| Error::invalid(what, format!("{s:?} is not a valid URL")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.authority().is_some() => Ok(uri),
-        _ => Err(ConfigError(format!("{what}: {s:?} must be an http:// or https:// URL with a host"))),
+        _ => Err(Error::invalid(what, format!("{s:?} must be an http:// or https:// URL with a host"))),
     }
 }
 
-fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
+fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
     let protocol = match a.otlp_protocol {
         Some(p) => p,
         None => match nonempty(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -312,7 +207,7 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
         {
             None => OtlpProtocol::HttpProtobuf,
             Some(p) => OtlpProtocol::from_str(&p, false).map_err(|_| {
-                ConfigError(format!("OTEL_EXPORTER_OTLP_PROTOCOL: {p:?} is not grpc, http/protobuf or http/json"))
+                Error::invalid("OTEL_EXPORTER_OTLP_PROTOCOL", format!("{p:?} is not grpc, http/protobuf or http/json"))
             })?,
         },
     };
@@ -354,7 +249,7 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
                     Some((k, v)) => format!("{k}={}", percent_encoding::percent_decode_str(v).decode_utf8_lossy()),
                     None => pair.to_string(),
                 };
-                headers.push(header_pair(&decoded).map_err(|e| ConfigError(format!("{var}: {e}")))?);
+                headers.push(header_pair(&decoded).map_err(|e| Error::invalid(var, e))?);
             }
         }
     }
@@ -368,7 +263,7 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
             None | Some("none") => false,
             Some("gzip") => true,
             Some(other) => {
-                return Err(ConfigError(format!("OTEL_EXPORTER_OTLP_COMPRESSION: {other:?} is not gzip or none")));
+                return Err(Error::invalid("OTEL_EXPORTER_OTLP_COMPRESSION", format!("{other:?} is not gzip or none")));
             }
         },
     };
@@ -379,19 +274,18 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
         {
             None => Duration::from_secs(10),
             Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
-                ConfigError(format!("OTEL_EXPORTER_OTLP_TIMEOUT: {ms:?} is not a number of milliseconds"))
+                Error::invalid("OTEL_EXPORTER_OTLP_TIMEOUT", format!("{ms:?} is not a number of milliseconds"))
             })?),
         },
     };
-    let read = |flag: &Option<PathBuf>, var: &str, what: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+    let read = |flag: &Option<PathBuf>, var: &str, what: &'static str| -> Result<Option<Vec<u8>>, Error> {
         let path = flag.clone().or_else(|| nonempty(env, var).map(PathBuf::from));
         match path {
             None => Ok(None),
-            Some(p) => {
-                let bytes =
-                    std::fs::read(&p).map_err(|e| ConfigError(format!("{what}: cannot read {}: {e}", p.display())))?;
+            Some(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| Error::Read { what, path: path.clone(), source })?;
                 if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
-                    return Err(ConfigError(format!("{what}: {} is not a PEM file", p.display())));
+                    return Err(Error::NotPem { what, path });
                 }
                 Ok(Some(bytes))
             }
@@ -403,9 +297,30 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, ConfigError> {
         client_key: read(&a.otlp_client_key, "OTEL_EXPORTER_OTLP_CLIENT_KEY", "--otlp-client-key")?,
     };
     if tls.client_cert.is_some() != tls.client_key.is_some() {
-        return Err(ConfigError("--otlp-client-cert and --otlp-client-key go together".into()));
+        return Err(Error::Conflict("--otlp-client-cert and --otlp-client-key go together"));
     }
-    Ok(Some(OtlpConfig { url, protocol, headers, gzip, timeout, tls }))
+    if !http {
+        grpc_metadata(&headers)?;
+    }
+    let http_tls = Arc::new(tls::client_config(&tls)?);
+    Ok(Some(OtlpConfig { url, protocol, headers, gzip, timeout, tls, http_tls }))
+}
+
+/// gRPC carries headers as ASCII metadata: names ending in `-bin` are
+/// binary metadata and values must be visible ASCII.
+fn grpc_metadata(headers: &[(HeaderName, HeaderValue)]) -> Result<(), Error> {
+    for (k, v) in headers {
+        if k.as_str().ends_with("-bin") {
+            return Err(Error::invalid(
+                "--otlp-header",
+                format!("{k}: gRPC reserves names ending in -bin for binary metadata"),
+            ));
+        }
+        if !v.as_bytes().iter().all(|c| (0x20..0x7f).contains(c)) {
+            return Err(Error::invalid("--otlp-header", format!("{k}: a gRPC metadata value must be printable ASCII")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -413,10 +328,7 @@ mod tests {
     use super::*;
     use crate::config::RunArgs;
 
-    fn export(
-        argv: &[&'static str],
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> Result<ExportConfig, ConfigError> {
+    fn export(argv: &[&'static str], pairs: &'static [(&'static str, &'static str)]) -> Result<ExportConfig, Error> {
         let mut all = vec!["run"];
         all.extend_from_slice(argv);
         let args = RunArgs::parse_from_env_free(all);
@@ -455,16 +367,9 @@ mod tests {
         assert_eq!(o.headers[1].0, "x-tenant");
         assert_eq!(o.timeout, Duration::from_millis(2500));
         assert!(o.gzip);
-        assert!(c.parent_based);
-        assert_eq!(c.sampling_ratio, 0.25);
+        assert!(c.sampling.parent_based);
+        assert_eq!(c.sampling.ratio, 0.25);
         assert!(export(&[], &[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).is_err());
         assert!(export(&["--otlp-endpoint", "http://c", "--otlp-ca", "/nonexistent.pem"], &[]).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(byte_size("256MiB"), Ok(256 << 20));
-        assert_eq!(byte_size("1024"), Ok(1024));
-        assert!(byte_size("12 parsecs").is_err());
     }
 }

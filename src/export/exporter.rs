@@ -5,54 +5,17 @@
 
 use super::grpc_sender::GrpcSender;
 use super::http_sender::HttpSender;
-use super::retry::{Backoff, Outcome};
+use super::retry::{Backoff, Failure, Outcome};
 use super::spool::{PushError, Spool};
 use crate::config::export::RetryPolicy;
+use crate::metrics::export_health::ExporterStats;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-
-/// Self-telemetry of one exporter; the metrics endpoint renders it.
-#[derive(Debug, Default)]
-pub struct ExporterStats {
-    pub name: &'static str,
-    pub exported_spans: AtomicU64,
-    pub dropped_spans_queue_full: AtomicU64,
-    pub dropped_spans_non_retryable: AtomicU64,
-    pub dropped_spans_retries_exhausted: AtomicU64,
-    pub dropped_spans_spool_full: AtomicU64,
-    pub dropped_spans_spool_damaged: AtomicU64,
-    pub dropped_spans_shutdown: AtomicU64,
-    pub retries: AtomicU64,
-    pub batches_ok: AtomicU64,
-    pub batches_failed: AtomicU64,
-    pub rejected_spans: AtomicU64,
-    pub queue_spans: AtomicU64,
-    pub spool_bytes: AtomicU64,
-    pub spool_batches_damaged: AtomicU64,
-    pub export_nanos_sum: AtomicU64,
-    pub export_count: AtomicU64,
-}
-
-impl ExporterStats {
-    pub fn dropped_total(&self) -> u64 {
-        [
-            &self.dropped_spans_queue_full,
-            &self.dropped_spans_non_retryable,
-            &self.dropped_spans_retries_exhausted,
-            &self.dropped_spans_spool_full,
-            &self.dropped_spans_spool_damaged,
-            &self.dropped_spans_shutdown,
-        ]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .sum()
-    }
-}
 
 pub enum Transport {
     Http(HttpSender),
@@ -87,8 +50,8 @@ pub struct Exporter {
 
 enum Delivery {
     Sent { rejected: i64, message: String },
-    NonRetryable(String),
-    Exhausted(String),
+    NonRetryable(Failure),
+    Exhausted(Failure),
 }
 
 async fn deliver(transport: Arc<Transport>, batch: Bytes, retry: RetryPolicy, stats: Arc<ExporterStats>) -> Delivery {
@@ -227,30 +190,7 @@ impl Exporter {
     }
 
     async fn to_spool(&self, spool: &Arc<Mutex<Spool>>, b: Batch) -> Option<u64> {
-        let spool = spool.clone();
-        let stats = self.stats.clone();
-        let spans = b.spans;
-        let pushed = tokio::task::spawn_blocking(move || {
-            with_spool(&spool, |s| {
-                let r = s.push(&b.payload, b.spans);
-                stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
-                r
-            })
-        })
-        .await;
-        match pushed {
-            Ok(Ok(entry)) => Some(entry.seq),
-            Ok(Err(PushError::Full)) => {
-                self.stats.dropped_spans_spool_full.fetch_add(u64::from(spans), Ordering::Relaxed);
-                None
-            }
-            Ok(Err(PushError::Io(e))) => {
-                tracing::warn!(exporter = self.stats.name, error = %e, "cannot write to the spool; batch dropped");
-                self.stats.dropped_spans_spool_full.fetch_add(u64::from(spans), Ordering::Relaxed);
-                None
-            }
-            Err(_) => None,
-        }
+        spool_batch(spool.clone(), self.stats.clone(), b).await
     }
 
     /// The next spooled batch, read from disk; damaged ones are skipped.
@@ -348,9 +288,59 @@ impl Exporter {
     }
 }
 
+/// Writes a batch to the spool off the runtime; returns its sequence
+/// number, or counts its spans as dropped for the reason it was refused.
+async fn spool_batch(spool: Arc<Mutex<Spool>>, stats: Arc<ExporterStats>, b: Batch) -> Option<u64> {
+    let spans = u64::from(b.spans);
+    let writer_stats = stats.clone();
+    let pushed = tokio::task::spawn_blocking(move || {
+        with_spool(&spool, |s| {
+            let r = s.push(&b.payload, b.spans);
+            writer_stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+            r
+        })
+    })
+    .await;
+    let dropped = match pushed {
+        Ok(Ok(entry)) => return Some(entry.seq),
+        Ok(Err(PushError::Full)) => &stats.dropped_spans_spool_full,
+        Ok(Err(PushError::Io(e))) => {
+            tracing::warn!(exporter = stats.name, error = %e, "cannot write to the spool; batch dropped");
+            &stats.dropped_spans_spool_error
+        }
+        Err(e) => {
+            tracing::error!(exporter = stats.name, error = %e, "the spool write failed; batch dropped");
+            &stats.dropped_spans_spool_error
+        }
+    };
+    dropped.fetch_add(spans, Ordering::Relaxed);
+    None
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_spool_that_cannot_be_written_is_an_error_not_full() {
+        let dir = std::env::temp_dir().join(format!("sidetrace-spool-error-{}", std::process::id()));
+        let (spool, _) = Spool::open(&dir, 1 << 20).unwrap();
+        let spool = Arc::new(Mutex::new(spool));
+        let stats = Arc::new(ExporterStats { name: "test", ..Default::default() });
+        let batch = |spans| Batch { payload: Bytes::from_static(b"spans"), spans, spooled: None };
+        assert_eq!(spool_batch(spool.clone(), stats.clone(), batch(3)).await, Some(0));
+        // The directory vanishes under the spool: writes fail with an I/O error.
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(spool_batch(spool.clone(), stats.clone(), batch(5)).await, None);
+        assert_eq!(stats.dropped_spans_spool_error.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.dropped_spans_spool_full.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.dropped_total(), 5);
     }
 }

@@ -3,6 +3,7 @@
 //! bytes as they were encoded (`PreEncoded`) instead of decoding them into
 //! message structs only for tonic to encode them again.
 
+use super::error::StartError;
 use super::retry::{Outcome, classify_grpc};
 use crate::config::export::OtlpConfig;
 use bytes::{BufMut, Bytes};
@@ -26,7 +27,7 @@ pub struct GrpcSender {
 impl GrpcSender {
     /// Connects lazily: a collector that is down at start-up is an export
     /// failure to retry, not a reason to refuse to start.
-    pub fn new(c: &OtlpConfig) -> Result<Self, String> {
+    pub fn new(c: &OtlpConfig) -> Result<Self, StartError> {
         let mut endpoint =
             Endpoint::from(c.url.clone()).connect_timeout(c.timeout).timeout(c.timeout).tcp_nodelay(true);
         if c.url.scheme_str() == Some("https") {
@@ -37,7 +38,7 @@ impl GrpcSender {
             if let (Some(cert), Some(key)) = (&c.tls.client_cert, &c.tls.client_key) {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
-            endpoint = endpoint.tls_config(tls).map_err(|e| format!("--otlp-endpoint TLS: {e}"))?;
+            endpoint = endpoint.tls_config(tls).map_err(StartError::GrpcTls)?;
         }
         let mut client = Grpc::new(endpoint.connect_lazy());
         if c.gzip {
@@ -45,8 +46,10 @@ impl GrpcSender {
         }
         let mut metadata = MetadataMap::new();
         for (k, v) in &c.headers {
-            let key = MetadataKey::from_bytes(k.as_str().as_bytes()).map_err(|e| format!("--otlp-header {k}: {e}"))?;
-            let value = MetadataValue::try_from(v.as_bytes()).map_err(|e| format!("--otlp-header {k}: {e}"))?;
+            // The configuration has checked that each header makes ASCII metadata.
+            let bad = || StartError::GrpcMetadata(k.to_string());
+            let key = MetadataKey::from_bytes(k.as_str().as_bytes()).map_err(|_| bad())?;
+            let value = MetadataValue::try_from(v.as_bytes()).map_err(|_| bad())?;
             metadata.append(key, value);
         }
         Ok(GrpcSender { client, metadata, timeout: c.timeout })

@@ -1,7 +1,7 @@
 //! Posting an encoded batch over HTTP(S): OTLP/HTTP (protobuf or JSON) and
 //! Zipkin v2 share this client (hyper, rustls, pooled connections).
 
-use super::retry::{Outcome, classify_http};
+use super::retry::{Failure, Outcome, classify_http};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderName, HeaderValue, Request, Uri};
@@ -39,14 +39,14 @@ impl HttpSender {
         format: Format,
         gzip: bool,
         timeout: Duration,
-        tls: rustls::ClientConfig,
+        tls: std::sync::Arc<rustls::ClientConfig>,
     ) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(rustls::ClientConfig::clone(&tls))
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -76,8 +76,8 @@ impl HttpSender {
             h.append(k.clone(), v.clone());
         }
         let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => return Outcome::Retry { after: None, reason: "timed out".into() },
-            Ok(Err(e)) => return Outcome::Retry { after: None, reason: format!("connection error: {e}") },
+            Err(_) => return Outcome::Retry { after: None, reason: Failure::Timeout },
+            Ok(Err(e)) => return Outcome::Retry { after: None, reason: Failure::Connection(e.to_string()) },
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();

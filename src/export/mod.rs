@@ -5,6 +5,7 @@
 //! each batch, encoded once per exporter, to the exporters (`exporter`):
 //! OTLP/HTTP protobuf or JSON, OTLP/gRPC, Zipkin v2 JSON.
 
+mod error;
 pub mod exporter;
 pub mod grpc_sender;
 pub mod http_sender;
@@ -13,44 +14,26 @@ pub mod otlp_wire;
 pub mod retry;
 pub mod ring;
 pub mod spool;
-pub mod tls;
 pub mod zipkin;
 
+pub use error::StartError;
+
 use crate::config::Config;
-use crate::config::export::OtlpProtocol;
+use crate::config::OtlpProtocol;
+use crate::metrics::export_health::{ExportStats, ExporterStats};
 use crate::trace::SpanRecord;
 use bytes::Bytes;
-use exporter::{Batch, Exporter, ExporterStats, Transport};
+use exporter::{Batch, Exporter, Transport};
 use http_sender::{Format, HttpSender};
 use otlp::Encoder;
 use otlp_wire::ProtoWriter;
 use ring::Ring;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-#[derive(Debug, Default)]
-pub struct ExportStats {
-    /// Spans offered to the queue (sampled, or kept by the tail rule).
-    pub recorded: AtomicU64,
-    /// Spans the head sampler skipped and the tail rule did not keep.
-    pub sampled_out: AtomicU64,
-    /// Spans dropped because the queue in front of the exporters was full.
-    pub dropped_queue_full: AtomicU64,
-    pub queue_capacity: u64,
-    /// Spans waiting in the queue, as the pipeline last saw it.
-    pub queue_spans: AtomicU64,
-    exporters: Vec<Arc<ExporterStats>>,
-}
-
-impl ExportStats {
-    pub fn exporters(&self) -> Vec<Arc<ExporterStats>> {
-        self.exporters.clone()
-    }
-}
 
 #[derive(Clone)]
 pub struct SpanSink {
@@ -110,7 +93,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds the queue, the ring and every configured exporter. Fails on
     /// what can only be checked here: TLS material, the spool directory.
-    pub fn new(config: &Config, encoder: Arc<Encoder>) -> Result<Pipeline, String> {
+    pub fn new(config: &Config, encoder: Arc<Encoder>) -> Result<Pipeline, StartError> {
         let x = &config.export;
         let (tx, rx) = mpsc::channel(config.queue_size);
         let (deadline, deadline_rx) = watch::channel(None);
@@ -130,20 +113,22 @@ impl Pipeline {
                     } else {
                         (Format::OtlpProtobuf, Encoding::OtlpProtobuf { gzip: o.gzip })
                     };
-                    let tls = tls::client_config(&o.tls)?;
-                    (
-                        "otlp_http",
-                        enc,
-                        Transport::Http(HttpSender::new(o.url.clone(), o.headers.clone(), fmt, o.gzip, o.timeout, tls)),
-                    )
+                    let sender =
+                        HttpSender::new(o.url.clone(), o.headers.clone(), fmt, o.gzip, o.timeout, o.http_tls.clone());
+                    ("otlp_http", enc, Transport::Http(sender))
                 }
             };
             exporters.push((name, encoding, transport));
         }
-        if let Some(url) = &x.zipkin {
-            let tls = tls::client_config(&Default::default())?;
-            let sender =
-                HttpSender::new(url.clone(), Vec::new(), Format::ZipkinJson, false, Duration::from_secs(10), tls);
+        if let Some(z) = &x.zipkin {
+            let sender = HttpSender::new(
+                z.url.clone(),
+                Vec::new(),
+                Format::ZipkinJson,
+                false,
+                Duration::from_secs(10),
+                z.tls.clone(),
+            );
             exporters.push(("zipkin", Encoding::ZipkinJson, Transport::Http(sender)));
         }
         let mut workers = Vec::new();
@@ -153,8 +138,8 @@ impl Pipeline {
                 None => None,
                 Some(s) => {
                     let dir = s.dir.join(name);
-                    let (spool, damaged) = spool::Spool::open(&dir, s.max_bytes)
-                        .map_err(|e| format!("--spool-dir: cannot use {}: {e}", dir.display()))?;
+                    let (spool, damaged) =
+                        spool::Spool::open(&dir, s.max_bytes).map_err(|source| StartError::Spool { dir, source })?;
                     stats.spool_batches_damaged.fetch_add(damaged as u64, Ordering::Relaxed);
                     stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
                     Some(Arc::new(Mutex::new(spool)))
@@ -173,12 +158,8 @@ impl Pipeline {
             outputs.push(Output { encoding, tx: btx });
             all_stats.push(stats);
         }
-        let stats = Arc::new(ExportStats {
-            queue_capacity: config.queue_size as u64,
-            exporters: all_stats,
-            ..Default::default()
-        });
-        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than: x.keep_slower_than };
+        let stats = Arc::new(ExportStats::new(config.queue_size as u64, all_stats));
+        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than: x.sampling.keep_slower_than };
         Ok(Pipeline {
             sink,
             ring: Arc::new(Ring::new(config.trace_buffer)),

@@ -4,7 +4,7 @@
 //! costs (every attribute key and value a `String`, every attribute a
 //! struct in a `Vec`), which were most of what tracing cost at high
 //! request rates. What a span says is still decided in one place,
-//! `Encoder::view`; this module only writes it.
+//! `trace::semconv::view`; this module only writes it.
 //!
 //! Field numbers are those of opentelemetry-proto's trace.proto,
 //! common.proto and resource.proto. Like prost, fields go in tag order
@@ -12,8 +12,9 @@
 //! a oneof (`AnyValue`) and for message fields that are set (`status`).
 //! The tests below hold the two encodings byte for byte equal.
 
-use super::otlp::{AttrValue, Encoder, SCHEMA_URL, SCOPE_NAME, SCOPE_VERSION, Scratch, SpanView};
+use super::otlp::{Encoder, SCOPE_NAME, SCOPE_VERSION};
 use crate::trace::SpanRecord;
+use crate::trace::semconv::{AttrValue, SCHEMA_URL, Scratch, SpanView};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
@@ -231,19 +232,18 @@ fn put_span(buf: &mut BytesMut, s: &SpanRecord, v: &SpanView) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::otlp::plain_authority;
     use super::*;
     use crate::config::Resource;
-    use crate::listen::Direction;
-    use crate::metrics::route::{RoutePattern, RouteTemplates};
-    use crate::trace::{ErrorType, SpanId, TraceId, Upstream};
+    use crate::trace::route::{RoutePattern, RouteTemplates};
+    use crate::trace::semconv::plain_authority;
+    use crate::trace::{SpanId, TraceId, Upstream};
+    use crate::vocab::{Direction, ErrorType};
     use http::Version;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
     use prost::Message;
     use std::net::SocketAddr;
-    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
     /// Counts this thread's allocations, so tests running in parallel do
@@ -277,7 +277,7 @@ mod tests {
         let mut resource = Resource::default();
         resource.attributes.insert("service.name".into(), "orders".into());
         resource.attributes.insert("host.name".into(), "node-7".into());
-        Encoder { resource, routes: Default::default(), redact_query_keys: vec!["token".into()] }
+        Encoder { resource, redact_query_keys: vec!["token".into()] }
     }
 
     fn base(i: u64) -> SpanRecord {
@@ -294,6 +294,7 @@ mod tests {
             end: start + Duration::from_micros(1234 + i),
             method: http::Method::GET,
             uri: format!("/users/{i}/orders?page=2").parse().unwrap(),
+            route: None,
             scheme_https: false,
             version: Version::HTTP_11,
             host: Some("orders.svc:8080".parse().unwrap()),
@@ -321,19 +322,25 @@ mod tests {
                     s.request_body_size = 300;
                 }
                 s.compact();
-                s
+                routed(s, &RouteTemplates::default())
             })
             .collect()
     }
 
-    /// One span for each way `Encoder::view` can decide an attribute.
+    /// The span with its route, as the request path sets it.
+    fn routed(mut s: SpanRecord, templates: &RouteTemplates) -> SpanRecord {
+        s.route = (s.method != http::Method::CONNECT).then(|| templates.route(s.uri.path()));
+        s
+    }
+
+    /// One span for each way `trace::semconv::view` can decide an attribute.
     fn varied() -> Vec<SpanRecord> {
         let hv = |v: &str| Some(http::HeaderValue::from_str(v).unwrap());
         let mut out = Vec::new();
         let mut add = |i: u64, f: &dyn Fn(&mut SpanRecord)| {
             let mut s = base(i);
             f(&mut s);
-            out.push(s);
+            out.push(routed(s, &RouteTemplates::default()));
         };
         add(0, &|_| {});
         add(1, &|s| {
@@ -460,10 +467,13 @@ mod tests {
         assert_same(&enc, &[]);
         // Long enough for multi-byte lengths at every level.
         assert_same(&enc, &typical(700));
-        enc.routes = Arc::new(RouteTemplates::new(vec![
+        let patterns = RouteTemplates::new(vec![
             RoutePattern::parse("/users/{id}/orders").unwrap(),
             RoutePattern::parse("/static/*").unwrap(),
-        ]));
+        ]);
+        let spans: Vec<SpanRecord> = spans.into_iter().map(|s| routed(s, &patterns)).collect();
+        assert_eq!(spans[13].route.as_deref(), Some("/static/*"));
+        assert_same(&enc, &spans);
         enc.resource.attributes.insert("k8s.pod.name".into(), "p".repeat(200));
         enc.resource.attributes.insert("empty".into(), String::new());
         assert_same(&enc, &spans);
@@ -587,7 +597,8 @@ mod tests {
         let (ns, a, b) = per_span(&mut || super::super::gzip(w.encode_borrowed(&enc, &spans)).len());
         eprintln!("direct + gzip:   {ns:.0} ns/span, {a:.3} allocations/span, {b} bytes/span");
         // For scale: what the pipeline spends per span before encoding.
-        let raw: Vec<SpanRecord> = (0..spans.len() as u64).map(base).collect();
+        let raw: Vec<SpanRecord> =
+            (0..spans.len() as u64).map(|i| routed(base(i), &RouteTemplates::default())).collect();
         let mut copies = raw.clone();
         let (ns, a, _) = per_span(&mut || {
             copies.clone_from_slice(&raw);

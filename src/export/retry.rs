@@ -11,9 +11,23 @@ pub enum Outcome {
     /// Accepted; `rejected` spans were refused (OTLP partial success).
     Ok { rejected: i64, message: String },
     /// Worth trying again, no sooner than `after` when the server said so.
-    Retry { after: Option<Duration>, reason: String },
+    Retry { after: Option<Duration>, reason: Failure },
     /// Will never succeed as sent: drop the batch.
-    Fail { reason: String },
+    Fail { reason: Failure },
+}
+
+/// Why an export attempt failed. The kind is a closed set; the texts ride
+/// along for the log line only.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("HTTP {0}")]
+    Http(u16),
+    #[error("gRPC {code:?}: {message}")]
+    Grpc { code: tonic::Code, message: String },
+    #[error("no answer within the export timeout")]
+    Timeout,
+    #[error("connection error: {0}")]
+    Connection(String),
 }
 
 /// OTLP/HTTP: 429, 502, 503 and 504 are retryable; any other failure
@@ -22,9 +36,9 @@ pub fn classify_http(status: u16, retry_after: Option<&http::HeaderValue>) -> Op
     match status {
         200..=299 => None,
         429 | 502 | 503 | 504 => {
-            Some(Outcome::Retry { after: retry_after.and_then(parse_retry_after), reason: format!("HTTP {status}") })
+            Some(Outcome::Retry { after: retry_after.and_then(parse_retry_after), reason: Failure::Http(status) })
         }
-        _ => Some(Outcome::Fail { reason: format!("HTTP {status}") }),
+        _ => Some(Outcome::Fail { reason: Failure::Http(status) }),
     }
 }
 
@@ -44,7 +58,7 @@ pub fn classify_grpc(status: &tonic::Status) -> Outcome {
     use tonic::Code;
     use tonic_types::StatusExt;
     let retry_info = status.get_details_retry_info().and_then(|r| r.retry_delay);
-    let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+    let reason = Failure::Grpc { code: status.code(), message: status.message().to_string() };
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded

@@ -1,7 +1,8 @@
 //! Why the proxy answered instead of the upstream. Each variant knows the
 //! status the client gets and the `error.type` the span records.
 
-use crate::trace::ErrorType;
+use crate::dial::DialError;
+use crate::vocab::ErrorType;
 use http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +59,6 @@ impl ProxyError {
         }
     }
 
-    pub fn from_io(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            ProxyError::ConnectionRefused
-        } else {
-            ProxyError::ConnectFailed(e)
-        }
-    }
-
     pub fn from_hyper(e: hyper::Error) -> Self {
         use std::error::Error;
         if e.is_parse() || e.is_parse_status() {
@@ -78,5 +71,16 @@ impl ProxyError {
             return ProxyError::RequestBody(e);
         }
         ProxyError::UpstreamReset(e)
+    }
+}
+
+impl From<DialError> for ProxyError {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Refused => ProxyError::ConnectionRefused,
+            DialError::Timeout => ProxyError::ConnectTimeout,
+            DialError::Loop => ProxyError::LoopDetected,
+            DialError::Failed(e) => ProxyError::ConnectFailed(e),
+        }
     }
 }

@@ -22,13 +22,13 @@
 //! the response still in flight proves the buffer empty; any byte handed
 //! to hyper after that cancels the proof.
 
-use crate::listen::ConnMeta;
-use crate::listen::prefixed::PrefixedIo;
+use super::conn::{ConnMeta, KeepAlive};
+use super::prefixed::PrefixedIo;
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -38,20 +38,6 @@ const IN_REQUEST: u8 = 1;
 const BODY_DONE: u8 = 2;
 /// The connection was upgraded (WebSocket, CONNECT): it stays a tunnel.
 const PINNED: u8 = 4;
-
-/// Per-connection bookkeeping, shared by the service (which sees requests
-/// start and responses end) and the socket wrapper (which sees reads).
-#[derive(Default)]
-pub struct KeepAlive {
-    flags: AtomicU8,
-    /// Bumped whenever the client's bytes reach hyper.
-    activity: AtomicU32,
-    /// In this worker's sweep list.
-    listed: AtomicBool,
-    /// The sweep saw a whole interval of silence.
-    expired: AtomicBool,
-    parked: Mutex<Option<TcpStream>>,
-}
 
 /// A client that comes back within this long after its connection was
 /// released keeps hyper's buffers between requests until a sweep finds it

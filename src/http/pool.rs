@@ -7,10 +7,9 @@
 //! an inbound request keeps its `Host`/`:authority` but goes to the app.
 //! The locks guard only a push or a pop, never an await.
 
-use super::body::ForwardBody;
 use super::error::ProxyError;
-use crate::metrics::net::{Connect, Peer};
-use crate::metrics::tcp_info::smoothed_rtt;
+use super::request_body::ForwardBody;
+use crate::dial::Dialer;
 use crate::trace::Upstream;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -18,8 +17,6 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// Idle HTTP/1 connections kept per destination (per worker). Enough for
 /// the concurrency a sidecar's app sees; past it the oldest is closed.
@@ -51,13 +48,9 @@ impl Release {
 }
 
 pub struct Pool {
-    metrics: Arc<crate::metrics::DirectionMetrics>,
+    dialer: Arc<Dialer>,
     h1_idle: Mutex<HashMap<Upstream, VecDeque<http1::SendRequest<ForwardBody>>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
-    connect_timeout: Duration,
-    /// The listener this pool's traffic arrives on: connecting to it again
-    /// would be a loop.
-    listener: Option<std::net::SocketAddr>,
 }
 
 /// One shared HTTP/2 connection per destination. `connecting` makes
@@ -80,24 +73,8 @@ impl H2Slot {
 }
 
 impl Pool {
-    pub fn new(
-        connect_timeout: Duration,
-        metrics: Arc<crate::metrics::DirectionMetrics>,
-        listener: Option<std::net::SocketAddr>,
-    ) -> Arc<Pool> {
-        Arc::new(Pool { metrics, h1_idle: Mutex::default(), h2: Mutex::default(), connect_timeout, listener })
-    }
-
-    /// Whether `sock` leads back to our own listener: an HTTP_PROXY request
-    /// for the proxy's own address, or an app address that is the inbound
-    /// port under another name. Forwarding it would loop until the file
-    /// descriptors run out.
-    fn loops_back(&self, sock: &TcpStream) -> bool {
-        let (Some(own), Ok(peer), Ok(local)) = (self.listener, sock.peer_addr(), sock.local_addr()) else {
-            return false;
-        };
-        let same_host = peer.ip() == local.ip() || peer.ip().is_loopback();
-        peer == own || (own.ip().is_unspecified() && peer.port() == own.port() && same_host)
+    pub fn new(dialer: Arc<Dialer>) -> Arc<Pool> {
+        Arc::new(Pool { dialer, h1_idle: Mutex::default(), h2: Mutex::default() })
     }
 
     /// Sends a request and waits for the response head. An HTTP/1
@@ -162,7 +139,7 @@ impl Pool {
     }
 
     async fn connect_h1(&self, dest: &Upstream) -> Result<http1::SendRequest<ForwardBody>, ProxyError> {
-        let io = TokioIo::new(self.connect(dest).await?);
+        let io = TokioIo::new(self.dialer.connect(dest).await?);
         let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(ProxyError::from_hyper)?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -199,7 +176,7 @@ impl Pool {
     }
 
     async fn connect_h2(&self, dest: &Upstream) -> Result<http2::SendRequest<ForwardBody>, ProxyError> {
-        let io = TokioIo::new(self.connect(dest).await?);
+        let io = TokioIo::new(self.dialer.connect(dest).await?);
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
@@ -211,31 +188,5 @@ impl Pool {
             }
         });
         Ok(sender)
-    }
-
-    pub async fn connect(&self, dest: &Upstream) -> Result<TcpStream, ProxyError> {
-        let connecting = async {
-            match dest {
-                Upstream::Addr(a) => TcpStream::connect(*a).await,
-                Upstream::Name(auth) => {
-                    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-                    TcpStream::connect((host, auth.port_u16().unwrap_or(80))).await
-                }
-            }
-        };
-        let started = std::time::Instant::now();
-        let sock = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| ProxyError::ConnectTimeout)
-            .and_then(|r| r.map_err(ProxyError::from_io));
-        let net = &self.metrics.net;
-        net.connected(started.elapsed(), Connect::of(&sock));
-        let sock = sock?;
-        if self.loops_back(&sock) {
-            return Err(ProxyError::LoopDetected);
-        }
-        net.rtt(Peer::Upstream, smoothed_rtt(&sock));
-        let _ = sock.set_nodelay(true);
-        Ok(sock)
     }
 }

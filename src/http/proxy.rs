@@ -3,14 +3,17 @@
 //! rewrite headers (hop-by-hop out, context in), forward through the pool,
 //! and hand the response back with the span riding on its body.
 
-use super::body::{ForwardBody, ProxyBody, grpc_status};
+use super::conn::ConnMeta;
 use super::error::ProxyError;
 use super::headers::{strip_hop_by_hop, wants_upgrade};
-use super::record::InFlight;
-use super::{Shared, upgrade};
-use crate::listen::{ConnMeta, Direction};
+use super::request_body::ForwardBody;
+use super::response_body::{ProxyBody, grpc_status};
+use super::shared::Shared;
+use super::upgrade;
+use crate::record::InFlight;
 use crate::trace::context::{self, Outgoing};
 use crate::trace::{SpanId, SpanRecord, TraceId, Upstream};
+use crate::vocab::Direction;
 use bytes::Bytes;
 use http::header::{HOST, USER_AGENT};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -89,6 +92,7 @@ pub async fn handle(
         end: start,
         method: req.method().clone(),
         uri: req.uri().clone(),
+        route: (req.method() != Method::CONNECT).then(|| shared.routes.route(req.uri().path())),
         scheme_https: req.uri().scheme() == Some(&Scheme::HTTPS),
         version: req.version(),
         host,
@@ -101,7 +105,7 @@ pub async fn handle(
         response_body_size: 0,
         error: None,
     };
-    let mut rec = InFlight::new(shared.clone(), span, started);
+    let mut rec = InFlight::new(shared.recorder.clone(), span, started);
     let dest = match dest {
         Ok(d) => d,
         Err(e) => return Ok(local_error(e, rec)),
@@ -219,7 +223,7 @@ async fn connect_tunnel(
     mut req: Request<Incoming>,
     mut rec: InFlight,
 ) -> Response<ProxyBody> {
-    match shared.pool.connect(dest).await {
+    match shared.dialer.connect(dest).await.map_err(ProxyError::from) {
         Ok(sock) => {
             rec.set_status(200);
             upgrade::spawn_connect(hyper::upgrade::on(&mut req), sock, rec);

@@ -2,8 +2,8 @@
 //! both sides have switched, bytes are copied both ways until either side
 //! closes, and the request's span ends then.
 
-use super::record::InFlight;
-use crate::trace::ErrorType;
+use crate::record::InFlight;
+use crate::vocab::ErrorType;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 

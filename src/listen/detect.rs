@@ -2,6 +2,7 @@
 //! HTTP/1, HTTP/2 with prior knowledge, TLS (recording the SNI) and opaque
 //! TCP. The bytes read are replayed to whoever handles the connection.
 
+use crate::vocab::{DetectOutcome, WireProtocol};
 use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -19,29 +20,33 @@ pub enum Protocol {
     Opaque,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Detected,
-    Timeout,
-    Eof,
+impl Protocol {
+    pub fn wire(&self) -> WireProtocol {
+        match self {
+            Protocol::Http1 => WireProtocol::Http1,
+            Protocol::Http2 => WireProtocol::Http2,
+            Protocol::Tls { .. } => WireProtocol::Tls,
+            Protocol::Opaque => WireProtocol::Opaque,
+        }
+    }
 }
 
 /// Reads from `sock` until the protocol is known. Returns the bytes read,
 /// which the caller must replay.
-pub async fn detect(sock: &mut TcpStream, timeout: Duration) -> (Protocol, BytesMut, Outcome) {
+pub async fn detect(sock: &mut TcpStream, timeout: Duration) -> (Protocol, BytesMut, DetectOutcome) {
     // Most request heads fit; a longer one grows the buffer.
     let mut buf = BytesMut::with_capacity(512);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match classify(&buf) {
-            Some(p) => return (p, buf, Outcome::Detected),
-            None if buf.len() >= MAX_PEEK => return (Protocol::Opaque, buf, Outcome::Detected),
+            Some(p) => return (p, buf, DetectOutcome::Detected),
+            None if buf.len() >= MAX_PEEK => return (Protocol::Opaque, buf, DetectOutcome::Detected),
             None => {}
         }
         match tokio::time::timeout_at(deadline, sock.read_buf(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (Protocol::Opaque, buf, Outcome::Eof),
+            Ok(Ok(0)) | Ok(Err(_)) => return (Protocol::Opaque, buf, DetectOutcome::Eof),
             Ok(Ok(_)) => {}
-            Err(_) => return (Protocol::Opaque, buf, Outcome::Timeout),
+            Err(_) => return (Protocol::Opaque, buf, DetectOutcome::Timeout),
         }
     }
 }

@@ -5,45 +5,16 @@
 pub mod detect;
 pub mod opaque;
 pub mod original_dst;
-pub mod prefixed;
 
 use crate::drain;
-use crate::http::{self, Shared};
+use crate::http::{self, ConnMeta, PrefixedIo, Shared};
 use crate::metrics::net::Peer;
 use crate::metrics::tcp_info::smoothed_rtt;
+use crate::vocab::{DetectOutcome, Direction};
 use detect::Protocol;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-
-/// Inbound traffic goes to the app (SERVER spans); outbound traffic leaves
-/// the app for other services (CLIENT spans).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-impl Direction {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-/// What the proxy knows about a client connection.
-#[derive(Debug)]
-pub struct ConnMeta {
-    pub client: SocketAddr,
-    pub local: SocketAddr,
-    /// Set when an iptables REDIRECT brought the connection here.
-    pub original_dst: Option<SocketAddr>,
-    /// HTTP/1 only: whether a request is in flight, so that an idle
-    /// connection can give up its buffers (`http::idle`).
-    pub keepalive: http::idle::KeepAlive,
-}
 
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drain::Watch) {
     loop {
@@ -90,21 +61,19 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
     };
     let net = &shared.metrics.net;
     let (protocol, prefix) = if dest_port.is_some_and(|p| shared.opaque_ports.contains(&p)) {
-        net.detected(&Protocol::Opaque, None);
+        net.detected(Protocol::Opaque.wire(), DetectOutcome::Skipped);
         (Protocol::Opaque, bytes::BytesMut::new())
     } else {
         // Boxed, like the opaque relay below: the task's own size is what an
         // idle HTTP/1 connection costs, so rarer or passing states live apart.
         let (p, buf, outcome) = Box::pin(detect::detect(&mut sock, shared.detect_timeout)).await;
-        net.detected(&p, Some(outcome));
+        net.detected(p.wire(), outcome);
         (p, buf)
     };
     net.rtt(Peer::Client, smoothed_rtt(&sock));
     match protocol {
-        Protocol::Http1 => http::serve_http1(prefixed::PrefixedIo::new(prefix, sock), shared, meta, drain).await,
-        Protocol::Http2 => {
-            Box::pin(http::serve_http2(prefixed::PrefixedIo::new(prefix, sock), shared, meta, drain)).await
-        }
+        Protocol::Http1 => http::serve_http1(PrefixedIo::new(prefix, sock), shared, meta, drain).await,
+        Protocol::Http2 => Box::pin(http::serve_http2(PrefixedIo::new(prefix, sock), shared, meta, drain)).await,
         Protocol::Tls { sni } => Box::pin(relay(sock, prefix, &shared, &meta, Some(sni.as_deref()))).await,
         Protocol::Opaque => Box::pin(relay(sock, prefix, &shared, &meta, None)).await,
     }
@@ -117,7 +86,7 @@ async fn relay(sock: TcpStream, prefix: bytes::BytesMut, shared: &Shared, meta: 
         Direction::Outbound => meta.original_dst,
     };
     match target {
-        Some(t) => opaque::relay(sock, prefix, t, &shared.pool, tls, &shared.metrics.net).await,
+        Some(t) => opaque::relay(sock, prefix, t, &shared.dialer, tls, &shared.metrics.net).await,
         None => tracing::debug!(client = %meta.client, "non-HTTP connection with no original destination; closed"),
     }
 }

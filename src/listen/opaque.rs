@@ -2,7 +2,7 @@
 //! for byte to their destination; the proxy only notes the connection
 //! (opened, closed, bytes each way, the TLS server name) in `metrics::net`.
 
-use crate::http::pool::Pool;
+use crate::dial::Dialer;
 use crate::metrics::net::{Net, Peer};
 use crate::trace::Upstream;
 use bytes::BytesMut;
@@ -11,20 +11,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// `tls` is `Some` for a TLS connection, holding its server name if sent.
-/// The upstream is dialled like any other (`Pool::connect`): same timeout,
+/// The upstream is dialled like any other (`dial::Dialer`): same timeout,
 /// connect metrics and refusal to loop back into the proxy.
 pub async fn relay(
     client: TcpStream,
     prefix: BytesMut,
     target: SocketAddr,
-    pool: &Pool,
+    dialer: &Dialer,
     tls: Option<Option<&str>>,
     net: &Net,
 ) {
     let sni = tls.flatten();
     let conn = net.opaque_opened(sni, tls.is_some());
     conn.add_read(Peer::Client, prefix.len() as u64);
-    let upstream = match pool.connect(&Upstream::Addr(target)).await {
+    let upstream = match dialer.connect(&Upstream::Addr(target)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%target, error = %e, "opaque connect failed");

@@ -12,7 +12,7 @@
 //! `histogram.rs`. `promtool check metrics` and a real Prometheus (which
 //! parses both formats) check this output in `tests/metrics.rs`.
 
-use super::histogram::Snapshot;
+use super::histogram::{Snapshot, float};
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
@@ -184,19 +184,6 @@ impl Writer {
 pub struct Family {
     sample: String,
     kind: Kind,
-}
-
-/// A float as both formats read it: `+Inf`, `NaN`, the shortest decimal
-/// that round-trips; OpenMetrics `le` values keep a `.0` on whole numbers.
-pub fn float(v: f64, canonical: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let s = v.to_string();
-    if canonical && !s.contains(['.', 'e']) { s + ".0" } else { s }
 }
 
 fn escape_label_into(out: &mut String, v: &str) {

@@ -1,12 +1,77 @@
-//! The export pipeline's health (`export::ExportStats`): spans recorded,
-//! sampled out, exported, dropped by reason, retried; batches; queue depth
-//! and spool size per exporter. The counters live in `export`; this only
-//! renders them.
+//! The export pipeline's health: spans recorded, sampled out, exported,
+//! dropped by reason, retried; batches; queue depth and spool size per
+//! exporter. The counters are defined here, below `export`, which bumps
+//! them; the admin server renders them with the rest of the metrics.
 
 use super::expo::{Kind, Writer};
-use crate::export::ExportStats;
-use crate::export::exporter::ExporterStats;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Spans offered to the queue (sampled, or kept by the tail rule).
+    pub recorded: AtomicU64,
+    /// Spans the head sampler skipped and the tail rule did not keep.
+    pub sampled_out: AtomicU64,
+    /// Spans dropped because the queue in front of the exporters was full.
+    pub dropped_queue_full: AtomicU64,
+    pub queue_capacity: u64,
+    /// Spans waiting in the queue, as the pipeline last saw it.
+    pub queue_spans: AtomicU64,
+    exporters: Vec<Arc<ExporterStats>>,
+}
+
+impl ExportStats {
+    pub fn new(queue_capacity: u64, exporters: Vec<Arc<ExporterStats>>) -> ExportStats {
+        ExportStats { queue_capacity, exporters, ..Default::default() }
+    }
+
+    pub fn exporters(&self) -> Vec<Arc<ExporterStats>> {
+        self.exporters.clone()
+    }
+}
+
+/// Self-telemetry of one exporter; the metrics endpoint renders it.
+#[derive(Debug, Default)]
+pub struct ExporterStats {
+    pub name: &'static str,
+    pub exported_spans: AtomicU64,
+    pub dropped_spans_queue_full: AtomicU64,
+    pub dropped_spans_non_retryable: AtomicU64,
+    pub dropped_spans_retries_exhausted: AtomicU64,
+    pub dropped_spans_spool_full: AtomicU64,
+    /// The spool could not take the batch: a write failed, or the task
+    /// writing it panicked.
+    pub dropped_spans_spool_error: AtomicU64,
+    pub dropped_spans_spool_damaged: AtomicU64,
+    pub dropped_spans_shutdown: AtomicU64,
+    pub retries: AtomicU64,
+    pub batches_ok: AtomicU64,
+    pub batches_failed: AtomicU64,
+    pub rejected_spans: AtomicU64,
+    pub queue_spans: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_batches_damaged: AtomicU64,
+    pub export_nanos_sum: AtomicU64,
+    pub export_count: AtomicU64,
+}
+
+impl ExporterStats {
+    pub fn dropped_total(&self) -> u64 {
+        [
+            &self.dropped_spans_queue_full,
+            &self.dropped_spans_non_retryable,
+            &self.dropped_spans_retries_exhausted,
+            &self.dropped_spans_spool_full,
+            &self.dropped_spans_spool_error,
+            &self.dropped_spans_spool_damaged,
+            &self.dropped_spans_shutdown,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+}
 
 /// One counter or gauge of an exporter.
 type Field = fn(&ExporterStats) -> &AtomicU64;
@@ -46,6 +111,7 @@ pub fn render(w: &mut Writer, stats: &ExportStats) {
             ("non_retryable", &e.dropped_spans_non_retryable),
             ("retries_exhausted", &e.dropped_spans_retries_exhausted),
             ("spool_full", &e.dropped_spans_spool_full),
+            ("spool_error", &e.dropped_spans_spool_error),
             ("spool_damaged", &e.dropped_spans_spool_damaged),
             ("shutdown", &e.dropped_spans_shutdown),
         ] {

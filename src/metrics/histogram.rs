@@ -37,8 +37,8 @@ impl Buckets {
         Buckets {
             bounds: upper.iter().map(|u| (u * per_unit).round() as u64).collect(),
             per_unit,
-            le_prometheus: upper.iter().map(|u| super::expo::float(*u, false)).collect(),
-            le_openmetrics: upper.iter().map(|u| super::expo::float(*u, true)).collect(),
+            le_prometheus: upper.iter().map(|u| float(*u, false)).collect(),
+            le_openmetrics: upper.iter().map(|u| float(*u, true)).collect(),
         }
     }
 
@@ -143,6 +143,19 @@ impl Histogram {
         };
         Snapshot { buckets: self.buckets, cumulative, sum: self.sum.load(Ordering::Relaxed), exemplars }
     }
+}
+
+/// A float as both formats read it: `+Inf`, `NaN`, the shortest decimal
+/// that round-trips; OpenMetrics `le` values keep a `.0` on whole numbers.
+pub fn float(v: f64, canonical: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let s = v.to_string();
+    if canonical && !s.contains(['.', 'e']) { s + ".0" } else { s }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Request metrics for Prometheus (`GET /metrics`) and live statistics
 //! for people (`GET /api/stats`).
 //!
-//! - `route`: the low-cardinality `http.route` templates (spans use them too);
 //! - `bounded`: label tables capped by `--max-routes`, overflow to `_other`;
 //! - `red`: per-direction HTTP RED histograms and active request gauges;
 //! - `live`: per-route percentiles and requests per second;
@@ -9,10 +8,11 @@
 //! - `histogram`, `expo`: lock-free histograms and the two text formats;
 //! - `process`, `export_health`: `process_*` and the export pipeline.
 //!
-//! The request path reaches this module through `http::Shared::metrics`
-//! (one `DirectionMetrics` per direction): `request_started` when a request
+//! The request path reaches this module through `record::Recorder` (one
+//! `DirectionMetrics` per direction): `request_started` when a request
 //! arrives and `record` when its span finishes, sampled or not. Spans are
 //! filtered by sampling later, in `export::SpanSink`; metrics count all.
+//! The route was templated once when the request arrived (`trace::route`).
 
 pub mod bounded;
 pub mod expo;
@@ -22,15 +22,13 @@ pub mod live;
 pub mod net;
 pub mod process;
 pub mod red;
-pub mod route;
 pub mod tcp_info;
 
-use crate::export::ExportStats;
-use crate::listen::Direction;
 use crate::trace::SpanRecord;
+use crate::vocab::Direction;
 use expo::{Format, Kind, Writer};
+use export_health::ExportStats;
 use live::RouteSnapshot;
-use route::RouteTemplates;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -54,8 +52,8 @@ impl DirectionMetrics {
         self.red.request_started(span);
     }
 
-    pub fn record(&self, span: &SpanRecord, templates: &RouteTemplates) {
-        self.red.record(span, templates);
+    pub fn record(&self, span: &SpanRecord) {
+        self.red.record(span);
     }
 }
 

@@ -8,8 +8,7 @@
 use super::bounded::{Bounded, Entry, OTHER};
 use super::expo::{Kind, Writer};
 use super::histogram::{Buckets, Histogram};
-use crate::http::error::ProxyError;
-use crate::listen::detect::{Outcome, Protocol};
+use crate::vocab::{DetectOutcome, WireProtocol};
 use pin_project_lite::pin_project;
 use std::io;
 use std::pin::Pin;
@@ -42,17 +41,6 @@ pub enum Connect {
     Refused,
     Timeout,
     Error,
-}
-
-impl Connect {
-    pub fn of(r: &Result<impl Sized, ProxyError>) -> Connect {
-        match r {
-            Ok(_) => Connect::Ok,
-            Err(ProxyError::ConnectionRefused) => Connect::Refused,
-            Err(ProxyError::ConnectTimeout) => Connect::Timeout,
-            Err(_) => Connect::Error,
-        }
-    }
 }
 
 /// Which end of a proxied connection.
@@ -195,21 +183,8 @@ impl Net {
         }
     }
 
-    /// `outcome` is `None` when the port skipped detection.
-    pub fn detected(&self, protocol: &Protocol, outcome: Option<Outcome>) {
-        let p = match protocol {
-            Protocol::Http1 => 0,
-            Protocol::Http2 => 1,
-            Protocol::Tls { .. } => 2,
-            Protocol::Opaque => 3,
-        };
-        let o = match outcome {
-            Some(Outcome::Detected) => 0,
-            Some(Outcome::Timeout) => 1,
-            Some(Outcome::Eof) => 2,
-            None => 3,
-        };
-        self.detections[p][o].fetch_add(1, Ordering::Relaxed);
+    pub fn detected(&self, protocol: WireProtocol, outcome: DetectOutcome) {
+        self.detections[protocol as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An HTTP/1 client connection waits for its next request without

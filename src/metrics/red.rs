@@ -4,8 +4,8 @@
 //! `http_{server,client}_request_duration_seconds`, with the body size
 //! histograms and the active request gauges beside them.
 //!
-//! Per finished request (`record`): template the route into a reused
-//! thread-local buffer, find the route (bounded table), find the series of
+//! Per finished request (`record`): find its route (templated once when the
+//! request arrived) in the bounded table, find the series of
 //! (route, method, status, version, scheme[, server]) in a sharded map of
 //! ready handles, and bump three lock-free histograms. No allocation after
 //! a series' first request, and no lock wider than one of 16 shards.
@@ -14,18 +14,14 @@ use super::bounded::{Bounded, Entry, ShardedMap};
 use super::expo::{Family, Kind, Writer};
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
-use super::route::RouteTemplates;
-use crate::export::otlp::{METHODS, method_index, plain_authority, protocol_version, version_index};
-use crate::listen::Direction;
+use crate::trace::semconv::plain_authority;
 use crate::trace::{SpanRecord, Upstream};
-use http::Method;
+use crate::vocab::{Direction, METHODS, SCHEMES, method_index, protocol_version, version_index};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
-
-const SCHEMES: [&str; 2] = ["http", "https"];
 
 /// The conventions' advice (0.005 … 10 s) with finer buckets below 5 ms,
 /// where a sidecar's and a fast service's requests live.
@@ -107,8 +103,6 @@ pub struct Red {
 }
 
 thread_local! {
-    /// The templated route of the request being recorded, reused.
-    static ROUTE: RefCell<String> = RefCell::new(String::with_capacity(128));
     static SERVER: RefCell<String> = RefCell::new(String::with_capacity(64));
 }
 
@@ -133,18 +127,11 @@ impl Red {
     }
 
     /// A finished request, sampled or not.
-    pub fn record(&self, span: &SpanRecord, templates: &RouteTemplates) {
+    pub fn record(&self, span: &SpanRecord) {
         let method = method_index(&span.method);
         self.active[method][span.scheme_https as usize].fetch_sub(1, Ordering::Relaxed);
         // CONNECT has no route (the conventions leave `http.route` unset).
-        let route = ROUTE.with_borrow_mut(|buf| {
-            if span.method == Method::CONNECT {
-                buf.clear();
-            } else {
-                templates.write_template(span.uri.path(), buf);
-            }
-            self.routes.get(buf, RouteStats::default)
-        });
+        let route = self.routes.get(span.route.as_deref().unwrap_or(""), RouteStats::default);
         let server = self.servers.as_ref().map(|servers| {
             SERVER.with_borrow_mut(|buf| {
                 server_key(span, buf);
@@ -287,6 +274,7 @@ fn server_key(span: &SpanRecord, buf: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::route::RouteTemplates;
     use crate::trace::{SpanId, TraceId};
     use std::net::SocketAddr;
 
@@ -304,6 +292,8 @@ mod tests {
             end: start + std::time::Duration::from_millis(3),
             method: method.parse().unwrap(),
             uri: uri.parse().unwrap(),
+            route: (method != "CONNECT")
+                .then(|| RouteTemplates::default().route(uri.parse::<http::Uri>().unwrap().path())),
             scheme_https: false,
             version: http::Version::HTTP_11,
             host: host.map(|h| h.parse().unwrap()),
@@ -327,7 +317,6 @@ mod tests {
     #[test]
     fn labels_of_client_requests() {
         let red = Red::new(Direction::Outbound, 10);
-        let t = RouteTemplates::default();
         for (m, uri, host) in [
             ("GET", "http://api.example:9000/users/42", Some("api.example:9000")),
             ("PURGE", "/x", Some("[::1]:81")),
@@ -336,7 +325,7 @@ mod tests {
         ] {
             let s = span(Direction::Outbound, m, uri, host);
             red.request_started(&s);
-            red.record(&s, &t);
+            red.record(&s);
         }
         let text = render(&red);
         let has = |needle: &str| assert!(text.contains(needle), "{needle} not in\n{text}");
@@ -365,7 +354,6 @@ mod tests {
     #[ignore]
     fn record_cost() {
         let red = std::sync::Arc::new(Red::new(Direction::Inbound, 200));
-        let t = std::sync::Arc::new(RouteTemplates::default());
         const N: u32 = 1_000_000;
         for (name, paths) in [("one route", 1), ("200 routes", 200), ("1000 paths, 200 routes + _other", 1000)] {
             let spans: Vec<SpanRecord> =
@@ -375,12 +363,12 @@ mod tests {
                 let started = std::time::Instant::now();
                 let handles: Vec<_> = (0..threads)
                     .map(|_| {
-                        let (red, t, spans) = (red.clone(), t.clone(), spans.clone());
+                        let (red, spans) = (red.clone(), spans.clone());
                         std::thread::spawn(move || {
                             for i in 0..N {
                                 let s = &spans[i as usize % spans.len()];
                                 red.request_started(s);
-                                red.record(s, &t);
+                                red.record(s);
                             }
                         })
                     })
@@ -395,9 +383,8 @@ mod tests {
     #[test]
     fn stats_table_lists_routes_per_direction() {
         let m = super::super::Metrics::new(10);
-        let t = RouteTemplates::default();
         for path in ["/a/1", "/a/2", "/b"] {
-            m.inbound.record(&span(Direction::Inbound, "GET", path, None), &t);
+            m.inbound.record(&span(Direction::Inbound, "GET", path, None));
         }
         let stats = m.stats();
         assert_eq!(stats.routes[0].route, "/a/{id}");
@@ -413,9 +400,8 @@ mod tests {
     #[test]
     fn server_addresses_are_bounded_too() {
         let red = Red::new(Direction::Outbound, 2);
-        let t = RouteTemplates::default();
         for i in 0..5 {
-            red.record(&span(Direction::Outbound, "GET", "/", Some(&format!("h{i}.example"))), &t);
+            red.record(&span(Direction::Outbound, "GET", "/", Some(&format!("h{i}.example"))));
         }
         assert_eq!(red.server_overflow(), Some(3));
         let text = render(&red);

@@ -1,12 +1,13 @@
 //! The span record: a plain struct made once per request on the hot path
 //! and handed to the export queue. It holds cheap clones (`Uri`,
-//! `HeaderValue` are reference-counted) and defers anything that costs
-//! (route templating, attribute strings) to the exporter.
+//! `HeaderValue` and the interned route are reference-counted) and defers
+//! anything that costs (attribute strings) to the exporter.
 
 use super::ids::{SpanId, TraceId};
-use crate::listen::Direction;
+use crate::vocab::{Direction, ErrorType};
 use http::{HeaderValue, Method, Uri, Version};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 #[derive(Clone, Debug)]
@@ -25,6 +26,9 @@ pub struct SpanRecord {
     pub end: SystemTime,
     pub method: Method,
     pub uri: Uri,
+    /// `http.route`, templated once when the request arrived; `None` for
+    /// CONNECT, which has no route.
+    pub route: Option<Arc<str>>,
     pub scheme_https: bool,
     pub version: Version,
     /// `server.address`: the Host/authority the client asked for.
@@ -51,45 +55,6 @@ impl std::fmt::Display for Upstream {
         match self {
             Upstream::Addr(a) => a.fmt(f),
             Upstream::Name(n) => n.fmt(f),
-        }
-    }
-}
-
-/// `error.type` values: a closed set, so they are safe as metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorType {
-    ConnectionRefused,
-    ConnectError,
-    ConnectTimeout,
-    ResponseTimeout,
-    UpstreamReset,
-    UpstreamProtocol,
-    NoDestination,
-    LoopDetected,
-    ClientAborted,
-    RequestBody,
-    /// An HTTP status that counts as an error: `error.type` is the code.
-    Status(u16),
-    /// A gRPC status other than OK on a call that answered HTTP 200.
-    Grpc(u32),
-}
-
-impl ErrorType {
-    pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
-        use std::borrow::Cow::Borrowed;
-        match self {
-            ErrorType::ConnectionRefused => Borrowed("connection_refused"),
-            ErrorType::ConnectError => Borrowed("connect_error"),
-            ErrorType::ConnectTimeout => Borrowed("connect_timeout"),
-            ErrorType::ResponseTimeout => Borrowed("timeout"),
-            ErrorType::UpstreamReset => Borrowed("upstream_reset"),
-            ErrorType::UpstreamProtocol => Borrowed("upstream_protocol_error"),
-            ErrorType::NoDestination => Borrowed("no_destination"),
-            ErrorType::LoopDetected => Borrowed("loop_detected"),
-            ErrorType::ClientAborted => Borrowed("client_aborted"),
-            ErrorType::RequestBody => Borrowed("request_body_error"),
-            ErrorType::Status(s) => std::borrow::Cow::Owned(s.to_string()),
-            ErrorType::Grpc(_) => Borrowed("grpc_error"),
         }
     }
 }

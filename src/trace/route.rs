@@ -4,6 +4,16 @@
 //! other path has its identifier-like segments (numbers, UUIDs, long hex,
 //! long opaque tokens) replaced by `{id}`. The cap on distinct routes per
 //! direction belongs to the metrics registry (`metrics::bounded`), not here.
+//!
+//! A request's route is computed once, when its span starts
+//! (`RouteTemplates::route`), and rides in the span record as a shared
+//! `Arc<str>`: metrics, the access log and every exporter read it from
+//! there. Routes are interned per thread, so a route seen before costs one
+//! hash lookup and a reference count, never an allocation.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
@@ -68,6 +78,13 @@ pub struct RouteTemplates {
     patterns: Vec<RoutePattern>,
 }
 
+/// Prints as the list of configured patterns.
+impl serde::Serialize for RouteTemplates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.patterns.iter().map(RoutePattern::as_str))
+    }
+}
+
 impl RouteTemplates {
     pub fn new(patterns: Vec<RoutePattern>) -> Self {
         RouteTemplates { patterns }
@@ -93,12 +110,45 @@ impl RouteTemplates {
         }
     }
 
+    /// The route of a request path, shared. Templating writes into a
+    /// per-thread buffer; a route already seen on this thread comes back
+    /// as the same `Arc`.
+    pub fn route(&self, path: &str) -> Arc<str> {
+        BUFFER.with_borrow_mut(|buf| {
+            self.write_template(path, buf);
+            intern(buf)
+        })
+    }
+
     #[cfg(test)]
     fn template(&self, path: &str) -> String {
         let mut out = String::new();
         self.write_template(path, &mut out);
         out
     }
+}
+
+/// Interned routes per thread at most. Templates have low cardinality, so
+/// this is only reached by traffic whose paths defeat the heuristics;
+/// past it, routes are allocated per request and not kept.
+const INTERNED_MAX: usize = 4096;
+
+thread_local! {
+    static BUFFER: RefCell<String> = RefCell::new(String::with_capacity(128));
+    static INTERNED: RefCell<HashMap<Box<str>, Arc<str>>> = RefCell::new(HashMap::new());
+}
+
+fn intern(route: &str) -> Arc<str> {
+    INTERNED.with_borrow_mut(|table| {
+        if let Some(r) = table.get(route) {
+            return r.clone();
+        }
+        let r: Arc<str> = route.into();
+        if table.len() < INTERNED_MAX {
+            table.insert(route.into(), r.clone());
+        }
+        r
+    })
 }
 
 /// Whether a path segment looks like an identifier rather than a name.
@@ -160,6 +210,15 @@ mod tests {
             t.write_template(path, &mut buf);
             assert_eq!(buf, t.template(path), "{path}");
         }
+    }
+
+    #[test]
+    fn routes_are_shared_once_seen() {
+        let t = RouteTemplates::default();
+        let a = t.route("/users/42");
+        let b = t.route("/users/43");
+        assert_eq!(&*a, "/users/{id}");
+        assert!(Arc::ptr_eq(&a, &b), "the second request reuses the first's route");
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! One recorder per request: it holds the span being built and finishes it
-//! exactly once, on whichever exit comes first: response body end, an
-//! error, a closed tunnel, or drop (the client went away).
+//! exactly once, on whichever exit comes first:
+//! - the response body's end (`http::body::ProxyBody`), or its error;
+//! - an answer the proxy made itself (`http::proxy`, a `ProxyError`);
+//! - a tunnel's close (`http::upgrade`: WebSocket, CONNECT);
+//! - drop: the client went away, or any exit nobody thought of.
 
-use super::Shared;
-use crate::listen::Direction;
-use crate::trace::{ErrorType, SpanRecord};
+use super::recorder::Recorder;
+use crate::trace::SpanRecord;
+use crate::vocab::{Direction, ErrorType};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub struct InFlight {
-    shared: Arc<Shared>,
+    recorder: Arc<Recorder>,
     span: Option<Box<SpanRecord>>,
     started: Instant,
     /// Shared with the request body on its way upstream; only allocated
@@ -20,9 +23,9 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    pub fn new(shared: Arc<Shared>, span: SpanRecord, started: Instant) -> Self {
-        shared.metrics.request_started(&span);
-        InFlight { shared, span: Some(Box::new(span)), started, request_bytes: None, response_bytes: 0 }
+    pub fn new(recorder: Arc<Recorder>, span: SpanRecord, started: Instant) -> Self {
+        recorder.metrics.request_started(&span);
+        InFlight { recorder, span: Some(Box::new(span)), started, request_bytes: None, response_bytes: 0 }
     }
 
     pub fn request_counter(&mut self) -> Arc<AtomicU64> {
@@ -51,7 +54,7 @@ impl InFlight {
         span.response_body_size = self.response_bytes;
         span.request_body_size = self.request_bytes.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
         span.error = error.or_else(|| status_error(&span));
-        self.shared.record(*span);
+        self.recorder.record(*span);
     }
 }
 

@@ -1,0 +1,129 @@
+//! The flags of `sidetrace run`, each with its `SIDETRACE_*` variable:
+//! what clap parses, before the `OTEL_*` rules and cross-checks of
+//! `Config::from_args` make a `Config` of them.
+
+use super::export_args::ExportArgs;
+use super::parse::{Listen, PortList, duration, log_filter, nonzero, port_list, route};
+use crate::trace::route::RoutePattern;
+use clap::{Args, Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+    Off,
+}
+
+const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4222,5432,6379,11211,27017";
+const DEFAULT_REDACTED_QUERY_KEYS: &str = "AWSAccessKeyId,Signature,sig,X-Goog-Signature,X-Amz-Signature,X-Amz-Credential,X-Amz-Security-Token,token,access_token,id_token,refresh_token,api_key,apikey,key,password,passwd,secret,client_secret,code,session";
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Inbound listener: traffic to the app. `off` disables it.
+    #[arg(long, env = "SIDETRACE_INBOUND", default_value = "0.0.0.0:15006", value_name = "ADDR")]
+    pub inbound: Listen,
+
+    /// The app's address; inbound requests go here. A connection redirected by
+    /// iptables keeps its original port on this address's IP.
+    #[arg(long, env = "SIDETRACE_APP", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub app: SocketAddr,
+
+    /// Outbound listener: traffic from the app, redirected transparently or sent
+    /// as to an HTTP proxy (HTTP_PROXY=http://127.0.0.1:15001). `off` disables it.
+    #[arg(long, env = "SIDETRACE_OUTBOUND", default_value = "127.0.0.1:15001", value_name = "ADDR")]
+    pub outbound: Listen,
+
+    /// Admin server: /live, /ready, /metrics, /api/traces, /api/stats. `off` disables it.
+    #[arg(long, env = "SIDETRACE_ADMIN", default_value = "0.0.0.0:15020", value_name = "ADDR")]
+    pub admin: Listen,
+
+    /// service.name of the spans [default: OTEL_SERVICE_NAME, else derived from the host name]
+    #[arg(long, env = "SIDETRACE_SERVICE_NAME", value_name = "NAME")]
+    pub service_name: Option<String>,
+
+    /// Access log to stdout, one line per request.
+    #[arg(long, env = "SIDETRACE_ACCESS_LOG", value_enum, default_value = "json", value_name = "FORMAT")]
+    pub access_log: AccessLogFormat,
+
+    /// Ports of server-first protocols that skip protocol detection and pass as opaque TCP.
+    #[arg(long, env = "SIDETRACE_OPAQUE_PORTS", default_value = DEFAULT_OPAQUE_PORTS, value_parser = port_list, value_name = "PORTS")]
+    pub opaque_ports: PortList,
+
+    /// How long to wait for a client's first bytes before treating the connection as opaque TCP.
+    #[arg(long, env = "SIDETRACE_DETECT_TIMEOUT", default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub detect_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "SIDETRACE_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+
+    /// Upstream connect timeout; a timeout answers 504.
+    #[arg(long, env = "SIDETRACE_CONNECT_TIMEOUT", default_value = "3s", value_parser = duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// How long the upstream may take to send response headers; a timeout answers 504. 0s disables it.
+    #[arg(long, env = "SIDETRACE_RESPONSE_TIMEOUT", default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    pub response_timeout: Duration,
+
+    /// How long a client's HTTP/1 keep-alive connection may wait for its next request before
+    /// sidetrace closes it. 0s leaves it open until the client closes it.
+    #[arg(long, env = "SIDETRACE_IDLE_TIMEOUT", default_value = "1h", value_parser = duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+
+    /// Route pattern for http.route, e.g. /users/{id}/orders/{order}; repeat the
+    /// flag or separate with commas. Unmatched paths get numbers, UUIDs and long ids replaced by {id}.
+    #[arg(long = "route", env = "SIDETRACE_ROUTES", value_delimiter = ',', value_parser = route, value_name = "PATTERN")]
+    pub routes: Vec<RoutePattern>,
+
+    /// Query keys whose values are replaced by REDACTED in url.query (case-insensitive, comma-separated).
+    #[arg(long, env = "SIDETRACE_REDACT_QUERY_KEYS", value_delimiter = ',', default_value = DEFAULT_REDACTED_QUERY_KEYS, value_name = "KEYS")]
+    pub redact_query_keys: Vec<String>,
+
+    /// Spans kept in memory for /api/traces.
+    #[arg(long, env = "SIDETRACE_TRACE_BUFFER", default_value = "10000", value_parser = nonzero, value_name = "SPANS")]
+    pub trace_buffer: usize,
+
+    /// Finished spans waiting for the exporter; when full, new spans are dropped and counted.
+    #[arg(long, env = "SIDETRACE_QUEUE_SIZE", default_value = "20000", value_parser = nonzero, value_name = "SPANS")]
+    pub queue_size: usize,
+
+    /// Distinct http_route values per direction in metrics (likewise outbound server addresses and TLS
+    /// server names); later ones are recorded as _other and counted.
+    #[arg(long, env = "SIDETRACE_MAX_ROUTES", default_value = "200", value_parser = nonzero, value_name = "N")]
+    pub max_routes: usize,
+
+    /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
+    #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]
+    pub log: String,
+
+    /// Worker threads, each serving its share of connections on its own
+    /// (SO_REUSEPORT) listeners [default: the CPUs this process may use]
+    #[arg(long, env = "SIDETRACE_WORKERS", value_parser = nonzero, value_name = "N")]
+    pub workers: Option<usize>,
+
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+impl RunArgs {
+    /// Parses `run` flags alone, ignoring `SIDETRACE_*` variables of the process.
+    pub fn parse_from_env_free<I, T>(argv: I) -> RunArgs
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        let mut cmd = <Wrapper as clap::CommandFactory>::command();
+        cmd = cmd.mut_args(|a| a.env(None::<&str>));
+        let matches = cmd.get_matches_from(argv);
+        let w = <Wrapper as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{e}"));
+        w.args
+    }
+}
