@@ -39,6 +39,8 @@ pub enum ErrorType {
     LoopDetected,
     ClientAborted,
     RequestBody,
+    /// The proxy failed in a way it has no name for (a bug).
+    Internal,
     /// An HTTP status that counts as an error: `error.type` is the code.
     Status(u16),
     /// A gRPC status other than OK on a call that answered HTTP 200.
@@ -59,6 +61,7 @@ impl ErrorType {
             ErrorType::LoopDetected => Borrowed("loop_detected"),
             ErrorType::ClientAborted => Borrowed("client_aborted"),
             ErrorType::RequestBody => Borrowed("request_body_error"),
+            ErrorType::Internal => Borrowed("internal_error"),
             ErrorType::Status(s) => Cow::Owned(s.to_string()),
             ErrorType::Grpc(_) => Borrowed("grpc_error"),
         }

@@ -127,21 +127,38 @@ async fn connect_tunnels_through_the_outbound_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_connections_are_pooled() {
+async fn inbound_the_app_sees_the_clients_connections_outbound_they_are_pooled() {
+    use std::sync::atomic::Ordering::SeqCst;
     let app = echo_app().await;
     let (proxy, url) = inbound_for(&app).await;
-    // Twenty client connections, one after the other.
+    // Inbound: twenty client connections, one after the other, make twenty
+    // upstream connections; twenty requests on one make one.
     for i in 0..20 {
         let out = curl(&[&format!("{url}/n/{i}")]);
         assert!(out.status.success());
     }
     spans(&proxy, 20).await;
-    let upstream = app.connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(upstream <= 2, "20 sequential requests opened {upstream} upstream connections");
+    assert_eq!(app.connections.load(SeqCst), 20, "one upstream connection per client connection");
+    let urls: Vec<String> = (0..20).map(|i| format!("{url}/k/{i}")).collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    assert!(curl(&urls).status.success());
+    spans(&proxy, 40).await;
+    assert_eq!(app.connections.load(SeqCst), 21, "a keep-alive client connection keeps its upstream connection");
+    // Outbound (as an HTTP proxy): connections to the same destination are
+    // pooled across client connections.
+    let before = app.connections.load(SeqCst);
+    let outbound = format!("http://{}", proxy.outbound.unwrap());
+    for i in 0..20 {
+        let out = curl(&["-x", &outbound, &format!("http://{}/o/{i}", app.addr)]);
+        assert!(out.status.success());
+    }
+    spans(&proxy, 60).await;
+    let pooled = app.connections.load(SeqCst) - before;
+    assert!(pooled <= 2, "20 sequential outbound requests opened {pooled} upstream connections");
     // HTTP/2: ten concurrent streams on one client connection (a hyper
     // client; curl 7.88 fails to multiplex with prior knowledge) share one
     // upstream connection.
-    let before = app.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let before = app.connections.load(SeqCst);
     let stream = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     let (send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -162,7 +179,7 @@ async fn upstream_connections_are_pooled() {
     for c in calls {
         assert_eq!(c.await.unwrap(), 200);
     }
-    spans(&proxy, 30).await;
+    spans(&proxy, 70).await;
     let h2_conns = app.connections.load(std::sync::atomic::Ordering::SeqCst) - before;
     assert_eq!(h2_conns, 1, "ten concurrent h2 streams used {h2_conns} upstream connections");
 }

@@ -1,5 +1,7 @@
 //! Why the proxy answered instead of the upstream. Each variant knows the
-//! status the client gets and the `error.type` the span records.
+//! status the client gets and the `error.type` the span records: the
+//! client's fault is 400, the upstream's 502, 503 or 504, the proxy's own
+//! 500.
 
 use crate::dial::DialError;
 use crate::vocab::ErrorType;
@@ -27,6 +29,10 @@ pub enum ProxyError {
     UpstreamProtocol(hyper::Error),
     #[error("the client's request body failed: {0}")]
     RequestBody(hyper::Error),
+    /// A layer of the request path failed in a way this enum does not
+    /// name: a bug, answered 500.
+    #[error("internal error: {0}")]
+    Internal(tower::BoxError),
 }
 
 impl ProxyError {
@@ -41,6 +47,7 @@ impl ProxyError {
             | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -56,6 +63,18 @@ impl ProxyError {
             ProxyError::UpstreamReset(_) => ErrorType::UpstreamReset,
             ProxyError::UpstreamProtocol(_) => ErrorType::UpstreamProtocol,
             ProxyError::RequestBody(_) => ErrorType::RequestBody,
+            ProxyError::Internal(_) => ErrorType::Internal,
+        }
+    }
+
+    /// The error of a layer below the span's layer: ours, or tower's.
+    pub fn from_layer(e: tower::BoxError) -> Self {
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return ProxyError::ResponseTimeout;
+        }
+        match e.downcast::<ProxyError>() {
+            Ok(p) => *p,
+            Err(other) => ProxyError::Internal(other),
         }
     }
 

@@ -1,8 +1,10 @@
-//! Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
-//! connection and must not be forwarded, along with any header the
-//! `Connection` header names.
+//! The rewrite phase's header rules. Hop-by-hop headers (RFC 9110 section
+//! 7.6.1) describe one connection and are not forwarded, nor is any header
+//! the `Connection` header names; an absolute-form target becomes
+//! origin-form.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HOST, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -55,6 +57,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.remove(header::TE).is_some() && te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// An HTTP/1 request forwarded to an origin carries origin-form
+/// (`/path?q`), with the authority moved to `Host` if it was not there
+/// (RFC 9112 section 3.2.2).
+pub fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
+    if uri.authority().is_none() || uri.path_and_query().is_none() {
+        return; // authority-form (CONNECT) stays as it is
+    }
+    if !headers.contains_key(HOST)
+        && let Some(v) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(HOST, v);
+    }
+    let pq = uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *uri = Uri::from(pq);
 }
 
 #[cfg(test)]

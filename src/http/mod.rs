@@ -1,20 +1,29 @@
-//! The HTTP stage: hyper serves the client connection (`serve`), each
-//! request runs through the proxy's phases (`proxy`), the upstream side
-//! sends it on (`pool`), bodies stream both ways (`body`), and protocol
-//! switches become tunnels (`upgrade`). The span rides along in a
-//! `record::InFlight`, which finishes it on every exit.
+//! The HTTP stage: hyper serves the client connection (`serve`); each
+//! request runs down one stack of tower layers (`stack`: connection
+//! bookkeeping, the span's phases in `record_layer`, the response timeout,
+//! `forward`); the upstream side sends it on, on the client connection's
+//! own connection inbound (`dedicated`) or from the worker's pool
+//! (`pool`); bodies stream both ways (`request_body`, `response_body`),
+//! and protocol switches become tunnels (`upgrade`). The span rides along
+//! in a `record::InFlight`, which finishes it on every exit.
 
 pub mod conn;
+pub mod dedicated;
+pub mod destination;
 pub mod error;
+pub mod exchange;
+pub mod forward;
 pub mod headers;
 pub mod idle;
+pub mod keepalive_layer;
 pub mod pool;
 pub mod prefixed;
-pub mod proxy;
+pub mod record_layer;
 pub mod request_body;
 pub mod response_body;
 pub mod serve;
 pub mod shared;
+pub mod stack;
 pub mod upgrade;
 
 pub use conn::ConnMeta;

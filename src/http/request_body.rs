@@ -3,7 +3,6 @@
 //! learns when the body has been read to its end (`http::idle`).
 
 use super::conn::ConnMeta;
-use crate::record::InFlight;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -21,12 +20,11 @@ pub struct ForwardBody {
 }
 
 impl ForwardBody {
-    /// Counting costs an allocation, so a body that is already complete
-    /// (GET, HEAD, ...) goes without.
-    pub fn new(inner: Incoming, rec: &mut InFlight, conn: Option<&Arc<ConnMeta>>) -> Self {
-        let open = !inner.is_end_stream();
-        let counter = open.then(|| rec.request_counter());
-        let conn = conn.filter(|_| open).cloned();
+    /// `counter` is `None` for a body that was already complete (GET,
+    /// HEAD, ...): counting costs an allocation. `conn` is the HTTP/1
+    /// client connection to tell.
+    pub fn new(inner: Incoming, counter: Option<Arc<AtomicU64>>, conn: Option<Arc<ConnMeta>>) -> Self {
+        let conn = conn.filter(|_| !inner.is_end_stream());
         ForwardBody { inner, counter, conn }
     }
 }

@@ -3,21 +3,26 @@
 //! when the drain is signalled.
 
 use super::conn::ConnMeta;
+use super::dedicated::Dedicated;
 use super::idle;
 use super::prefixed::PrefixedIo;
-use super::proxy::ProxyService;
 use super::shared::Shared;
+use super::stack::stack;
 use crate::drain;
+use crate::vocab::Direction;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
 /// An HTTP/1 client connection: hyper serves it while requests come, and
 /// gives it back whenever it goes idle (`idle`), so that waiting for the
-/// next request costs no buffers.
+/// next request costs no buffers. Inbound, the client connection's own
+/// upstream connection (`dedicated`) is driven here too, and idles with it.
 pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
     let meta = Arc::new(meta);
-    let svc = ProxyService::new(shared.clone(), meta.clone());
+    let dedicated = (shared.direction == Direction::Inbound).then(|| Arc::new(Dedicated::default()));
+    let svc = TowerToHyperService::new(stack(&shared, &meta, true, dedicated.clone()));
     let mut io = io;
     let mut quick_return = false;
     loop {
@@ -25,28 +30,66 @@ pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
         // Boxed so that the idle task is small: the connection's state
         // lives only while it serves.
         let conn = Box::pin(shared.http1.serve_connection(wrapped, svc.clone()).with_upgrades());
-        run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
-        let Some(sock) = meta.keepalive.take_parked() else { return };
-        let _idle = shared.metrics.net.http1_idle();
-        let idle_limit = async {
-            match shared.idle_timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
+        let served = run(conn, &drain, |c| c.as_mut().graceful_shutdown());
+        match &dedicated {
+            Some(d) => {
+                tokio::select! {
+                    _ = served => {}
+                    _ = std::future::poll_fn(|cx| d.poll_drive(cx)) => {}
+                }
             }
-        };
+            None => served.await,
+        }
+        let Some(sock) = meta.keepalive.take_parked() else { return };
+        if let Some(d) = &dedicated {
+            d.park();
+        }
+        let _idle = shared.metrics.net.http1_idle();
         let parked_at = std::time::Instant::now();
-        tokio::select! {
-            r = sock.readable() => if r.is_err() { return },
-            _ = drain.signaled() => return,
-            _ = idle_limit => return,
+        if !idle_wait(&sock, dedicated.as_deref(), &shared, &drain).await {
+            return;
         }
         quick_return = parked_at.elapsed() < idle::QUICK_RETURN;
         io = PrefixedIo::new(bytes::BytesMut::new(), sock);
     }
 }
 
+/// Waits for an idle client's next bytes; `false` when the connection
+/// should close instead (drain, idle timeout, a socket error). An app that
+/// closes its side meanwhile loses only its own connection: the next
+/// request makes a new one.
+async fn idle_wait(client: &TcpStream, dedicated: Option<&Dedicated>, shared: &Shared, drain: &drain::Watch) -> bool {
+    let idle_limit = async {
+        match shared.idle_timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(idle_limit);
+    let mut upstream = dedicated.and_then(Dedicated::take_parked);
+    loop {
+        let upstream_stirs = async {
+            match &upstream {
+                Some(u) => u.readable().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = client.readable() => {
+                if let (Some(d), Some(u)) = (dedicated, upstream) {
+                    d.put_back(u);
+                }
+                return r.is_ok();
+            }
+            _ = upstream_stirs => upstream = None,
+            _ = drain.signaled() => return false,
+            _ = &mut idle_limit => return false,
+        }
+    }
+}
+
 pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
-    let svc = ProxyService::new(shared, Arc::new(meta));
+    let svc = TowerToHyperService::new(stack(&shared, &Arc::new(meta), false, None));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -6,6 +6,7 @@
 //! arrived with, plus W3C, so an app that forwards `b3` keeps getting `b3`.
 
 use super::ids::{SpanId, TraceId};
+use super::sampling::Sampler;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -46,14 +47,38 @@ pub struct Extracted {
     pub formats: Formats,
 }
 
-/// What the proxy forwards: its own span becomes the parent of the next hop.
+/// A request's own span context: the trace it continues (or starts), the
+/// span the proxy makes for it, and the sampling decision. Forwarded, the
+/// proxy's span becomes the parent of the next hop.
 #[derive(Clone, Debug)]
-pub struct Outgoing<'a> {
+pub struct SpanContext {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub parent_span_id: Option<SpanId>,
     pub sampled: bool,
-    pub tracestate: Option<&'a HeaderValue>,
+    pub tracestate: Option<HeaderValue>,
+    /// The formats to write back.
+    pub formats: Formats,
+}
+
+impl SpanContext {
+    /// The context phase of a request: its parent's context if it carried a
+    /// valid one, a new trace otherwise, and the head sampler's decision.
+    pub fn start(headers: &HeaderMap, sampler: &Sampler) -> SpanContext {
+        let ctx = extract(headers);
+        let (trace_id, parent_span_id, parent_sampled, tracestate) = match ctx.parent {
+            Some(p) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
+            None => (TraceId::random(), None, ctx.sampled_hint, None),
+        };
+        SpanContext {
+            trace_id,
+            span_id: SpanId::random(),
+            parent_span_id,
+            sampled: sampler.decide(trace_id, parent_sampled),
+            tracestate,
+            formats: ctx.formats,
+        }
+    }
 }
 
 pub fn extract(headers: &HeaderMap) -> Extracted {
@@ -264,7 +289,8 @@ fn parse_b3_multi(h: &HeaderMap) -> Option<B3> {
 
 /// Writes the outgoing context in W3C form and in every B3 form the
 /// request arrived with, replacing what was there.
-pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing<'_>, formats: Formats) {
+pub fn inject(headers: &mut HeaderMap, ctx: &SpanContext) {
+    let formats = ctx.formats;
     let trace_hex = ctx.trace_id.hex();
     let span_hex = ctx.span_id.hex();
     let mut tp = [0u8; 55];
@@ -275,7 +301,7 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing<'_>, formats: Formats) {
     tp[52..55].copy_from_slice(if ctx.sampled { b"-01" } else { b"-00" });
     insert(headers, &TRACEPARENT, &tp);
     headers.remove(&TRACESTATE);
-    if let Some(ts) = ctx.tracestate {
+    if let Some(ts) = &ctx.tracestate {
         headers.insert(TRACESTATE.clone(), ts.clone());
     }
     let trace_b3: &[u8] = if formats.b3_64bit { &trace_hex[16..] } else { &trace_hex };
@@ -401,15 +427,15 @@ mod tests {
     #[test]
     fn inject_writes_back_formats() {
         let mut h = HeaderMap::new();
-        let ctx = Outgoing {
+        let ctx = SpanContext {
             trace_id: TraceId::from_hex_64(b"a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex(b"00f067aa0ba902b7", true).unwrap(),
             parent_span_id: None,
             sampled: true,
             tracestate: None,
+            formats: Formats { w3c: false, b3_single: true, b3_multi: true, b3_64bit: true },
         };
-        let formats = Formats { w3c: false, b3_single: true, b3_multi: true, b3_64bit: true };
-        inject(&mut h, &ctx, formats);
+        inject(&mut h, &ctx);
         assert_eq!(h["traceparent"], "00-0000000000000000a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert_eq!(h["b3"], "a3ce929d0e0e4736-00f067aa0ba902b7-1");
         assert_eq!(h["x-b3-traceid"], "a3ce929d0e0e4736");

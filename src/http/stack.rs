@@ -1,0 +1,46 @@
+//! The request path, as one stack of tower layers in the order a request
+//! meets them. Every cross-cutting step is a layer here, so limits, load
+//! shedding and timeouts from tower slot in at the place they belong:
+//!
+//! 1. `KeepAliveLayer` (HTTP/1 only): the connection learns when requests
+//!    start and end, to idle without buffers;
+//! 2. `RecordLayer`: context, destination, the span, and the response
+//!    (or the error) going back;
+//! 3. tower's `TimeoutLayer` (`--response-timeout`): the upstream's
+//!    response head in time, or 504;
+//! 4. `Forward`: rewrite the request and send it upstream.
+//!
+//! The stack is generic all the way down (no boxed service where layers
+//! join): only `Forward`'s own future is boxed, once per request.
+
+use super::conn::ConnMeta;
+use super::dedicated::Dedicated;
+use super::forward::Forward;
+use super::keepalive_layer::KeepAliveLayer;
+use super::record_layer::RecordLayer;
+use super::response_body::ProxyBody;
+use super::shared::Shared;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tower::timeout::TimeoutLayer;
+use tower::{BoxError, Service, ServiceBuilder};
+
+/// The stack of one client connection. `dedicated` is its own upstream
+/// connection, for inbound HTTP/1.
+pub fn stack(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnMeta>,
+    http1: bool,
+    dedicated: Option<Arc<Dedicated>>,
+) -> impl Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
+    ServiceBuilder::new()
+        .option_layer(http1.then(|| KeepAliveLayer::new(conn.clone())))
+        .layer(RecordLayer::new(shared.clone(), conn.clone()))
+        .option_layer(shared.response_timeout.map(TimeoutLayer::new))
+        // tower's layers box their errors; so do ours below them, alike.
+        .map_err(BoxError::from)
+        .service(Forward::new(shared.clone(), conn.clone(), dedicated))
+}
