@@ -565,10 +565,23 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     let started = now();
     let (p_out_addr, c_in_addr): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{p_out}").parse().unwrap(), format!("127.0.0.1:{c_in}").parse().unwrap());
-    // One refused connect first: the `connection_refused` series appears
-    // with its first failure, and rate() can only count what follows.
+    // A first failure of each kind, scraped before the rest: such a series
+    // appears with its first failure, and rate() counts only what follows.
     let refused = format!("http://127.0.0.1:{closed}/orders/1");
-    assert_eq!(rt.block_on(one_get(p_out_addr, &refused)), Some(502));
+    let first = rt.block_on(async {
+        [
+            one_get(c_in_addr, "/orders/1003").await,
+            one_get(c_in_addr, "/inventory/5005").await,
+            one_get(p_out_addr, &refused).await,
+        ]
+    });
+    assert_eq!(first, [Some(500), Some(500), Some(502)], "the consumer fails ids 1003 and 5005");
+    let scraped = wait(Duration::from_secs(30), || {
+        prom.instant(r#"http_server_request_duration_seconds_count{http_response_status_code="500"}"#).len() == 2
+            && prom.instant(r#"sidetrace_upstream_connect_duration_seconds_count{outcome="connection_refused"}"#).len()
+                == 1
+    });
+    assert!(scraped, "the first failures were not scraped:\n{}", log());
     let tally = rt.block_on(producer::run(p_out_addr, c_in_addr, Duration::from_millis(5), Duration::from_secs(3)));
     assert!(tally.ok > 50 && tally.server_errors > 0, "{tally:?}");
     let overflow = rt.block_on(async {
@@ -585,7 +598,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     let traffic_end = now();
 
     // Wait until Prometheus holds the whole traffic and the export outcomes.
-    let answered = (tally.answered() + 5) as f64;
+    let answered = (tally.answered() + 7) as f64;
     let settled = wait(Duration::from_secs(60), || {
         let value =
             |q: &str| prom.instant(q).first().and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(0.0);
