@@ -62,6 +62,8 @@ if ! "$venv/bin/python" -c "import opentelemetry.proto, grpc" >/dev/null 2>&1; t
     "$venv/bin/pip" install --quiet --disable-pip-version-check opentelemetry-proto grpcio
 fi
 export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
+# deploy/ checks: kubernetes-validate, @grafana/schema + typescript (tests/deploy_*.rs).
+source scripts/setup/observe.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --check
