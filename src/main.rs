@@ -22,6 +22,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Inject(cmd) => sidetrace::k8s::cli::run(&cmd),
+        Command::Webhook(args) => sidetrace::k8s::webhook::run(&args),
+        Command::WaitReady(args) => sidetrace::k8s::wait_ready::run(&args),
     }
 }
 

@@ -29,6 +29,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar proxy.
     Run(Box<RunArgs>),
+    /// Inject the sidecar into Kubernetes manifests (YAML or JSON) and print them as YAML.
+    Inject(Box<crate::k8s::cli::InjectCommand>),
+    /// Serve the mutating admission webhook that injects the sidecar into new pods.
+    Webhook(Box<crate::k8s::webhook::WebhookArgs>),
+    /// Wait until a sidecar's /ready answers 200 (a non-native sidecar's postStart hook).
+    WaitReady(crate::k8s::wait_ready::WaitReadyArgs),
 }
 
 /// A listener address, or `off` to not listen at all.
