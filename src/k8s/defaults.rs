@@ -29,7 +29,7 @@ pub struct InjectArgs {
 
     /// Inject a native sidecar (an init container with restartPolicy: Always,
     /// Kubernetes >= 1.29) unless the pod says sidetrace.io/native-sidecar: "false".
-    #[arg(long, env = "SIDETRACE_INJECT_NATIVE_SIDECAR", default_value = "true", value_parser = annotations::boolean, value_name = "BOOL")]
+    #[arg(long, env = "SIDETRACE_INJECT_NATIVE_SIDECAR", default_value = "true", value_parser = annotations::boolean, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub native_sidecar: bool,
 
     /// OTLP endpoint of the injected sidecars (sidetrace.io/otlp-endpoint).
