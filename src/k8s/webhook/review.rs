@@ -77,7 +77,7 @@ pub fn answer(body: &[u8], injector: &Injector) -> Result<Value, ReviewError> {
     };
     // The MutatingWebhookConfiguration sends pod CREATEs only; anything
     // else is let through as it is.
-    if request.kind.group != "" || request.kind.kind != "Pod" || request.operation != "CREATE" {
+    if !request.kind.group.is_empty() || request.kind.kind != "Pod" || request.operation != "CREATE" {
         return Ok(response(json!({})));
     }
     let pod = request.object.as_ref().ok_or_else(|| ReviewError::NoObject("Pod CREATE".into()))?;
