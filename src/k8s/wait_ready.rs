@@ -44,7 +44,9 @@ pub fn ready(admin: SocketAddr) -> bool {
         let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(1))?;
         s.set_read_timeout(Some(Duration::from_secs(1)))?;
         s.set_write_timeout(Some(Duration::from_secs(1)))?;
-        write!(s, "GET /ready HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n")?;
+        // One write: a request split over segments may meet a server that
+        // answers and closes after the first, resetting the connection.
+        s.write_all(format!("GET /ready HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes())?;
         let mut head = [0u8; 12];
         s.read_exact(&mut head)?;
         Ok(head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200")
