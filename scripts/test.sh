@@ -64,6 +64,7 @@ fi
 export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
 # deploy/ checks: kubernetes-validate, @grafana/schema + typescript (tests/deploy_*.rs).
 source scripts/setup/observe.sh
+source scripts/setup/k8s.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --check

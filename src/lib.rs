@@ -18,6 +18,10 @@
 //! each with its own listeners and pools), while the export pipeline and
 //! the admin server run on the caller's runtime and meet the workers only
 //! through atomics and the span queue, which they poll.
+//!
+//! Beside the path, `k8s` injects the sidecar into Kubernetes pods
+//! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
+//! `config`.
 
 pub mod access_log;
 pub mod admin;
@@ -26,6 +30,7 @@ pub mod dial;
 pub mod drain;
 pub mod export;
 pub mod http;
+pub mod k8s;
 pub mod listen;
 pub mod metrics;
 pub mod record;

@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Run the sidecar proxy.
     Run(Box<RunArgs>),
+    /// Inject the sidecar into Kubernetes manifests (YAML or JSON) and print them as YAML.
+    Inject(Box<sidetrace::k8s::cli::InjectCommand>),
+    /// Serve the mutating admission webhook that injects the sidecar into new pods.
+    Webhook(Box<sidetrace::k8s::webhook::WebhookArgs>),
+    /// Wait until a sidecar's /ready answers 200 (a non-native sidecar's postStart hook).
+    WaitReady(sidetrace::k8s::wait_ready::WaitReadyArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Inject(cmd) => sidetrace::k8s::cli::run(&cmd),
+        Command::Webhook(args) => sidetrace::k8s::webhook::run(&args),
+        Command::WaitReady(args) => sidetrace::k8s::wait_ready::run(&args),
     }
 }
 
