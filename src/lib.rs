@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod record;
 pub mod trace;
 pub mod vocab;
+pub mod web;
 pub mod workers;
 
 use config::Config;
@@ -67,6 +68,7 @@ pub struct Sidecar {
     exporter: JoinHandle<()>,
     export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
+    admin_state: Arc<admin::AdminState>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
     worker_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -157,6 +159,7 @@ impl Sidecar {
             metrics: metrics.clone(),
             export: stats.clone(),
             config: config.printable(),
+            shutdown: tokio::sync::Notify::new(),
         });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
         admin_state.ready.store(true, Ordering::Release);
@@ -174,6 +177,7 @@ impl Sidecar {
             exporter,
             export_deadline,
             admin_task,
+            admin_state,
             access_log_thread,
             worker_threads,
         })
@@ -184,10 +188,18 @@ impl Sidecar {
         self.sink.queued()
     }
 
+    /// Resolves when `POST /shutdown` on the admin port asks the sidecar
+    /// to stop (as SIGTERM does).
+    pub async fn shutdown_requested(&self) {
+        self.admin_state.shutdown.notified().await
+    }
+
     /// Stops accepting, lets in-flight requests finish within the drain
     /// timeout, then flushes the spans. Returns whether the drain finished
-    /// in time.
+    /// in time. `/ready` answers 503 from the start, so that Kubernetes
+    /// stops sending new requests while the old ones finish.
     pub async fn shutdown(self) -> bool {
+        self.admin_state.ready.store(false, Ordering::Release);
         drop(self.sink);
         let deadline = std::time::Instant::now() + self.drain_timeout;
         let _ = self.export_deadline.send(Some(deadline));

@@ -92,7 +92,10 @@ fn run(args: &RunArgs) -> ExitCode {
             "sidetrace started"
         );
         tracing::info!(config = %config.printable(), "configuration");
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = sidecar.shutdown_requested() => {}
+        }
         tracing::info!("shutting down: draining in-flight requests");
         let drained = sidecar.shutdown().await;
         tracing::info!(drained, "stopped");
