@@ -50,9 +50,8 @@ async fn ready_turns_503_while_draining_and_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // SAFETY: kill(2) with a pid we own.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let draining = tokio::task::spawn_blocking(move || {
-        until_sync(Duration::from_secs(1), || status(&ready, "GET") == "503")
-    });
+    let draining =
+        tokio::task::spawn_blocking(move || until_sync(Duration::from_secs(1), || status(&ready, "GET") == "503"));
     assert!(draining.await.unwrap(), "/ready did not turn 503 while the drain ran");
     let out = slow.await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "slow hello\n 200", "the in-flight request finished");
