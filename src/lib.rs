@@ -1,27 +1,32 @@
 //! sidetrace: a transparent HTTP sidecar proxy that records a span for
 //! every request it carries.
 //!
-//! The path of a request, module by module:
+//! The path of a request, module by module (ARCHITECTURE.md maps it to
+//! files):
 //!
 //! ```text
-//! client ─► listen (accept, SO_ORIGINAL_DST, detect) ─► http (hyper server conn)
-//!        ─► http::proxy (context extract, span start, headers, inject)
-//!        ─► http::pool (upstream HTTP/1 keep-alive or HTTP/2) ─► app / upstream
-//! response ◄─ http::body (stream, count, trailers) ─► http::record (finish once)
-//!        ─► metrics (RED, live stats) ─► export::SpanSink (try_send) ─► export task
-//!        ─► export::ring ─► admin (/api/traces; /metrics and /api/stats read `metrics`)
+//! client ─► listen (accept, SO_ORIGINAL_DST, detect; opaque TCP leaves here)
+//!        ─► http::serve (hyper server connection)
+//!        ─► http::stack: keepalive_layer ─► record_layer (context, destination,
+//!           span) ─► tower timeout ─► forward (rewrite, send)
+//!        ─► http::dedicated (inbound HTTP/1) | http::pool ─► dial ─► app / upstream
+//! response ◄─ http::response_body (stream, count, trailers)
+//!        ─► record::InFlight (finish once) ─► record::Recorder
+//!        ─► metrics (RED, live stats) · access_log · export::SpanSink (try_send)
+//!        ─► export pipeline ─► exporters, and the ring ─► admin (/api/traces)
 //! ```
 //!
-//! Non-HTTP connections leave at `listen::opaque`. `config` turns flags and
-//! environment into one `Config`; `Sidecar::start` wires the rest: the
-//! request path runs on `workers` (one single-threaded runtime per core,
-//! each with its own listeners and pools), while the export pipeline and
-//! the admin server run on the caller's runtime and meet the workers only
-//! through atomics and the span queue, which they poll.
+//! Imports go one way, from the stages down to the ground floor (`vocab`,
+//! `trace`, `config`); `tests/layering.rs` holds the order. `config` turns
+//! flags and environment into one `Config`; `Sidecar::start` wires the
+//! rest: the request path runs on `workers` (one single-threaded runtime
+//! per core, each with its own listeners and pools), while the export
+//! pipeline and the admin server run on the caller's runtime and meet the
+//! workers only through atomics and the span queue, which they poll.
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum.
 
 pub mod access_log;
 pub mod admin;
