@@ -117,7 +117,8 @@ impl Sidecar {
         let exporter = tokio::spawn(pipeline.run());
         let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
         let s = &config.export.sampling;
-        let sampler = Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit));
+        let sampler =
+            Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit).with_rules(s.rules.clone()));
         let (signal, watch) = drain::channel();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,

@@ -107,3 +107,20 @@ async fn two_sidecars_decide_alike_for_the_same_trace_id() {
     assert_eq!(c, d);
     assert_eq!(a, c, "one rule for every sidecar: the trace id's low 64 bits against the ratio");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_rules_set_the_ratio_by_route() {
+    let app = echo_app().await;
+    let flags = ["--sampling-rule", "/health=0,/api/quiet/*=0", "--keep-slower-than", "0s"];
+    let proxy = proxy_with(Config::local_with(app.addr, "rules", &flags)).await;
+    let url = format!("http://{}", proxy.inbound.unwrap());
+    for path in ["/health", "/api/quiet/1", "/api/loud/1", "/health", "/other", "/status/500"] {
+        assert!(curl(&[&format!("{url}{path}")]).status.success());
+    }
+    let kept = spans(&proxy, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: BTreeSet<String> = proxy.ring.newest(usize::MAX).iter().map(|s| s.uri.path().to_string()).collect();
+    assert_eq!(paths, BTreeSet::from(["/api/loud/1", "/other", "/status/500"].map(String::from)), "{kept:#?}");
+    let sampled_out = proxy.stats.sampled_out.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sampled_out, 3, "the routes sampled at 0 were counted as sampled out");
+}

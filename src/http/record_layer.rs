@@ -85,7 +85,7 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> RecordFuture<S::Future> {
         let started = Instant::now();
-        let context = SpanContext::start(req.headers(), &self.shared.sampler);
+        let context = SpanContext::start(req.headers(), req.uri().path(), &self.shared.sampler);
         let dest = destination(&self.shared, &self.conn, &req);
         let span = span_record(&self.shared, &self.conn, &req, &context, dest.as_ref().ok());
         let mut rec = InFlight::new(self.shared.recorder.clone(), span, started);
