@@ -25,6 +25,7 @@ pub mod config;
 pub mod drain;
 pub mod export;
 pub mod http;
+pub mod k8s;
 pub mod listen;
 pub mod metrics;
 pub mod trace;

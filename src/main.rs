@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::InitNet(args) => sidetrace::k8s::init_net::main(&args),
     }
 }
 

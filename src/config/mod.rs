@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar proxy.
     Run(Box<RunArgs>),
+    /// Install the pod's redirect rules (nftables, table inet sidetrace) in this network namespace.
+    InitNet(crate::k8s::init_net::InitNetArgs),
 }
 
 /// A listener address, or `off` to not listen at all.
