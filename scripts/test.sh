@@ -62,6 +62,7 @@ if ! "$venv/bin/python" -c "import opentelemetry.proto, grpc" >/dev/null 2>&1; t
     "$venv/bin/pip" install --quiet --disable-pip-version-check opentelemetry-proto grpcio
 fi
 export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
+source scripts/setup/k8s-net.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --check

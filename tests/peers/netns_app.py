@@ -8,8 +8,9 @@ network-namespace tests (tests/k8s_init_net.rs).
       other GET answers BODY.
 
   netns_app.py service BIND PORT BODY RECORD
-      The service outside the pod. Answers BODY and, before answering,
-      appends a JSON line to RECORD: the path, the client's address and
+      The service outside the pod. Answers BODY to a GET (an empty 200 to a
+      POST, as an OTLP/HTTP collector does) and, before answering, appends a
+      JSON line to RECORD: the method, the path, the client's address and
       every `traceparent` received.
 """
 
@@ -63,7 +64,15 @@ def service(bind, port, body, record):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
+            self.answer(body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.answer(b"")
+
+        def answer(self, out):
             seen = {
+                "method": self.command,
                 "path": self.path,
                 "client": self.client_address[0],
                 "traceparent": self.headers.get_all("traceparent", []),
@@ -71,10 +80,10 @@ def service(bind, port, body, record):
             with open(record, "a") as f:
                 f.write(json.dumps(seen) + "\n")
             self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "text/plain" if out else "application/x-protobuf")
+            self.send_header("Content-Length", str(len(out)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(out)
 
     server = http.server.ThreadingHTTPServer
     if ":" in bind:
