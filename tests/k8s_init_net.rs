@@ -262,6 +262,14 @@ fn traffic(f: &Family) {
     let [parent] = parents[..] else { panic!("one traceparent at the service: {seen}") };
     assert_eq!(parent.split('-').nth(2), client_span["spanId"].as_str(), "the service's parent is the CLIENT span");
 
+    // An app that names the proxy itself (HTTP_PROXY) reaches it through
+    // `lo`, unredirected, on the same dual-stack listener.
+    let explicit = format!("/call?url={}&proxy=http://127.0.0.1:15001", url(f.service, SERVICE_PORT, "/explicit"));
+    assert_eq!(curl(&p, &p.client, &url(f.pod_client_side, APP_PORT, &explicit)), SERVICE_BODY);
+    let explicit_span = span(&mut p, "/explicit");
+    assert_eq!(explicit_span["kind"], 3, "a CLIENT span: {explicit_span}");
+    assert_eq!(int_attr(&explicit_span, "http.response.status_code"), Some(200), "{explicit_span}");
+
     // Exempt: the admin port and the skipped ports are reached directly.
     let ready = curl(&p, &p.client, &url(f.pod_client_side, ADMIN_PORT, "/ready"));
     assert_eq!(ready.trim(), "ready", "the admin port is not redirected");

@@ -16,6 +16,17 @@ pub fn original_dst(sock: &tokio::net::TcpStream) -> Option<SocketAddr> {
         SocketAddr::V4(_) => v4(fd),
         SocketAddr::V6(_) => v6(fd).or_else(|| v4(fd)),
     }?;
+    redirected(dst, local)
+}
+
+/// Once any NAT rule exists in the namespace, conntrack tracks every
+/// connection, so an unredirected one also has an "original" destination:
+/// the listener itself. On a dual-stack listener its local address is
+/// IPv4-mapped while conntrack's is plain IPv4; both are compared in
+/// canonical form, or an explicit-proxy client of `[::]:15001` would be
+/// sent back to the proxy (508).
+fn redirected(dst: SocketAddr, local: SocketAddr) -> Option<SocketAddr> {
+    let local = SocketAddr::new(local.ip().to_canonical(), local.port());
     (dst != local).then_some(dst)
 }
 
@@ -48,5 +59,19 @@ fn v6(fd: libc::c_int) -> Option<SocketAddr> {
             Some(v4) => SocketAddr::new(v4.into(), v6.port()),
             None => SocketAddr::V6(v6),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirected;
+
+    #[test]
+    fn a_connection_to_the_listener_itself_was_not_redirected_in_either_form() {
+        let dst = "127.0.0.1:15001".parse().unwrap();
+        assert_eq!(redirected(dst, "127.0.0.1:15001".parse().unwrap()), None);
+        assert_eq!(redirected(dst, "[::ffff:127.0.0.1]:15001".parse().unwrap()), None);
+        let elsewhere = "10.0.0.7:9090".parse().unwrap();
+        assert_eq!(redirected(elsewhere, "[::ffff:127.0.0.1]:15001".parse().unwrap()), Some(elsewhere));
     }
 }

@@ -4,8 +4,9 @@ network-namespace tests (tests/k8s_init_net.rs).
   netns_app.py app PORT BODY
       The pod's app, on [::]:PORT (IPv4 too). `GET /call?url=URL` fetches
       URL itself, with no proxy configured (so only redirect rules can send
-      the call through sidetrace), and answers with what came back; any
-      other GET answers BODY.
+      the call through sidetrace), or through `&proxy=PROXY` when given (as
+      an app with HTTP_PROXY set does), and answers with what came back;
+      any other GET answers BODY.
 
   netns_app.py service BIND PORT BODY RECORD
       The service outside the pod. Answers BODY to a GET (an empty 200 to a
@@ -33,7 +34,7 @@ class DualStackServer(http.server.ThreadingHTTPServer):
 
 def app(port, body):
     # No proxy from the environment: the app knows nothing of sidetrace.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -42,7 +43,11 @@ def app(port, body):
             url = urllib.parse.urlsplit(self.path)
             status, out = 200, body
             if url.path == "/call":
-                target = urllib.parse.parse_qs(url.query)["url"][0]
+                query = urllib.parse.parse_qs(url.query)
+                target, proxy = query["url"][0], query.get("proxy", [None])[0]
+                opener = direct
+                if proxy:
+                    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
                 try:
                     with opener.open(target, timeout=10) as resp:
                         out = resp.read()
