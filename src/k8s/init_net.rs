@@ -158,8 +158,8 @@ pub fn run(args: &InitNetArgs, out: &mut dyn Write) -> Result<(), Error> {
     out.write_all(done.as_bytes()).map_err(Error::Stdout)
 }
 
-/// Any number works; nft starts from the time, which keeps answers to an
-/// earlier run (there are none on a fresh socket) from matching.
+/// The kernel only echoes sequence numbers back; like nft, start from the
+/// clock.
 fn first_sequence_number() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32)
 }

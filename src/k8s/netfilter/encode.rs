@@ -58,6 +58,9 @@ const TCP_DPORT: u32 = 2;
 #[derive(Debug)]
 pub struct Batch {
     pub bytes: Vec<u8>,
+    /// The sequence number of `NFNL_MSG_BATCH_BEGIN`, which the kernel
+    /// answers only when it refuses the batch as a whole.
+    pub begin_seq: u32,
     pub steps: Vec<Step>,
 }
 
@@ -93,13 +96,14 @@ pub fn delete(first_seq: u32) -> Batch {
 
 struct Builder {
     seq: u32,
+    begin_seq: u32,
     bytes: Vec<u8>,
     steps: Vec<Step>,
 }
 
 impl Builder {
     fn new(first_seq: u32) -> Builder {
-        let mut b = Builder { seq: first_seq, bytes: Vec::new(), steps: Vec::new() };
+        let mut b = Builder { seq: first_seq, begin_seq: first_seq, bytes: Vec::new(), steps: Vec::new() };
         b.emit(NLM_F_REQUEST, control(ControlMessage::BatchBegin));
         b
     }
@@ -114,7 +118,7 @@ impl Builder {
 
     fn finish(mut self) -> Batch {
         self.emit(NLM_F_REQUEST, control(ControlMessage::BatchEnd));
-        Batch { bytes: self.bytes, steps: self.steps }
+        Batch { bytes: self.bytes, begin_seq: self.begin_seq, steps: self.steps }
     }
 
     fn emit(&mut self, flags: u16, msg: NetfilterMessage) {

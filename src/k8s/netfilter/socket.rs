@@ -49,13 +49,12 @@ pub fn apply(batch: &Batch) -> Result<(), Error> {
     socket2::SockRef::from(&sock).set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(Error::Socket)?;
     sock.send(&batch.bytes, 0).map_err(Error::Send)?;
 
-    let first_seq = batch.steps.first().map_or(0, |s| s.seq.wrapping_sub(1));
     let mut answers: BTreeMap<u32, i32> = BTreeMap::new();
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     // Stop when every step is answered, or when the batch as a whole was
     // refused (an answer to a message that asked for none).
     let done = |a: &BTreeMap<u32, i32>| {
-        batch.steps.iter().all(|s| a.contains_key(&s.seq)) || a.get(&first_seq).is_some_and(|c| *c != 0)
+        batch.steps.iter().all(|s| a.contains_key(&s.seq)) || a.get(&batch.begin_seq).is_some_and(|c| *c != 0)
     };
     while !done(&answers) {
         buf.clear();
@@ -65,7 +64,7 @@ pub fn apply(batch: &Batch) -> Result<(), Error> {
             Err(e) => return Err(Error::Receive(e)),
         }
     }
-    verdict(batch, first_seq, &answers)
+    verdict(batch, &answers)
 }
 
 /// Collects `sequence number → error code` (0 for an acknowledgement)
@@ -87,8 +86,8 @@ fn read_answers(mut bytes: &[u8], answers: &mut BTreeMap<u32, i32>) -> Result<()
 }
 
 /// The outcome, from the answers: the first error in batch order wins.
-pub fn verdict(batch: &Batch, first_seq: u32, answers: &BTreeMap<u32, i32>) -> Result<(), Error> {
-    let batch_error = answers.get(&first_seq).copied().filter(|c| *c != 0).map(|c| (c, "the batch".to_string()));
+fn verdict(batch: &Batch, answers: &BTreeMap<u32, i32>) -> Result<(), Error> {
+    let batch_error = answers.get(&batch.begin_seq).copied().filter(|c| *c != 0).map(|c| (c, "the batch".to_string()));
     let step_error =
         batch.steps.iter().find_map(|s| answers.get(&s.seq).filter(|c| **c != 0).map(|c| (*c, s.what.clone())));
     if let Some((code, what)) = batch_error.or(step_error) {
@@ -122,13 +121,13 @@ mod tests {
     fn every_step_acknowledged_is_success() {
         let b = batch();
         let answers = steps(&b).iter().map(|s| (s.seq, 0)).collect();
-        assert!(verdict(&b, 10, &answers).is_ok());
+        assert!(verdict(&b, &answers).is_ok());
     }
 
     #[test]
     fn eperm_on_the_batch_is_a_missing_capability() {
         let answers = BTreeMap::from([(10, -libc::EPERM)]);
-        assert!(matches!(verdict(&batch(), 10, &answers), Err(Error::PermissionDenied)));
+        assert!(matches!(verdict(&batch(), &answers), Err(Error::PermissionDenied)));
         let line = Error::PermissionDenied.to_string();
         assert!(line.contains("CAP_NET_ADMIN") && !line.contains('\n'), "{line}");
     }
@@ -138,7 +137,7 @@ mod tests {
         let b = batch();
         let s = steps(&b);
         let answers = BTreeMap::from([(s[0].seq, 0), (s[1].seq, -libc::ENOENT)]);
-        let e = verdict(&b, 10, &answers).expect_err("refused");
+        let e = verdict(&b, &answers).expect_err("refused");
         assert!(matches!(&e, Error::Refused { what, .. } if what == "delete table inet sidetrace"), "{e}");
     }
 
@@ -146,6 +145,6 @@ mod tests {
     fn missing_answers_are_an_error_not_a_success() {
         let b = batch();
         let answers = BTreeMap::from([(steps(&b)[0].seq, 0)]);
-        assert!(matches!(verdict(&b, 10, &answers), Err(Error::Incomplete { answered: 1, expected: 2 })));
+        assert!(matches!(verdict(&b, &answers), Err(Error::Incomplete { answered: 1, expected: 2 })));
     }
 }
