@@ -40,6 +40,7 @@ fn build_dir() -> PathBuf {
 /// ulimits the issue names).
 struct Engine {
     root: PathBuf,
+    runroot: PathBuf,
     conf: PathBuf,
 }
 
@@ -54,16 +55,23 @@ impl Engine {
              [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
         )
         .expect("write containers.conf");
-        Engine { root: dir.join("storage"), conf }
+        // Podman refuses a runroot longer than 50 characters: a short one
+        // in /tmp, named after the storage it belongs to.
+        let root = dir.join("storage");
+        let hash = root
+            .to_string_lossy()
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+        Engine { runroot: std::env::temp_dir().join(format!("sidetrace-podman-{:08x}", hash as u32)), root, conf }
     }
 
     fn command(&self, tool: &str) -> Command {
         let mut cmd = Command::new(tool);
         cmd.env("CONTAINERS_CONF", &self.conf)
             .arg("--root")
-            .arg(self.root.join("root"))
+            .arg(&self.root)
             .arg("--runroot")
-            .arg(self.root.join("runroot"))
+            .arg(&self.runroot)
             .args(["--storage-driver", "vfs"])
             .stdin(Stdio::null());
         cmd
