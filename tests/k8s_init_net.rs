@@ -186,7 +186,7 @@ fn bad_input_is_one_line_and_exit_2_and_flags_come_from_the_environment() {
     }
     let out = Command::new(BIN)
         .arg("init-net")
-        .env("SIDETRACE_INIT_DRY_RUN", "true")
+        .env("SIDETRACE_INIT_DRY_RUN", "1")
         .env("SIDETRACE_INIT_SKIP_OUTBOUND_PORTS", "5432")
         .env("SIDETRACE_INIT_PROXY_UID", "1337")
         .stdin(Stdio::null())

@@ -7,7 +7,8 @@
 //! input; one line on stderr either way.
 
 use super::netfilter::{self, Cidr, Options, PortRange, Table, encode, text};
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -43,11 +44,11 @@ pub struct InitNetArgs {
     pub skip_outbound_cidrs: Cidrs,
 
     /// Print the rules in nft syntax (`nft list` format) and change nothing; needs no privilege.
-    #[arg(long, env = "SIDETRACE_INIT_DRY_RUN")]
+    #[arg(long, env = "SIDETRACE_INIT_DRY_RUN", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Remove sidetrace's rules (table inet sidetrace) instead of installing them.
-    #[arg(long, env = "SIDETRACE_INIT_CLEANUP")]
+    #[arg(long, env = "SIDETRACE_INIT_CLEANUP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub cleanup: bool,
 }
 
