@@ -226,7 +226,7 @@ fn traffic(f: &Family) {
     let names = ["cli", "pod", "svc"].map(|n| w.namespace(n));
     let [client, pod, svc] = match names {
         [Ok(c), Ok(p), Ok(s)] => [c, p, s],
-        _ => return unavailable(&test, "cannot create network namespaces with IPv6"),
+        [Err(why), ..] | [_, Err(why), _] | [.., Err(why)] => return unavailable(&test, &why),
     };
     let cidr = |ip: &str| format!("{ip}/{}", f.len);
     w.link(End { ns: &client, addrs: &[&cidr(f.client)] }, End { ns: &pod, addrs: &[&cidr(f.pod_client_side)] });
