@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod collector;
+pub mod netns;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
