@@ -137,6 +137,7 @@ impl Sidecar {
                 detect_timeout: config.detect_timeout,
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
+                trace_probes: config.trace_probes,
                 http1: {
                     let mut b = hyper::server::conn::http1::Builder::new();
                     b.timer(hyper_util::rt::TokioTimer::new());

@@ -115,6 +115,7 @@ pub const PASS_THROUGH: &[(&str, &str, Form)] = &[
     ("opaque-ports", "SIDETRACE_OPAQUE_PORTS", Form::Ports),
     ("routes", "SIDETRACE_ROUTES", Form::Text),
     ("redact-query-keys", "SIDETRACE_REDACT_QUERY_KEYS", Form::Text),
+    ("trace-probes", "SIDETRACE_TRACE_PROBES", Form::OneOf(&["true", "false"])),
 ];
 
 /// Annotations that only mark or name things and are not options.
