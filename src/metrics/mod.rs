@@ -7,6 +7,7 @@
 //! - `live`: per-route percentiles and requests per second;
 //! - `net`: proxy overhead, connect time, TCP RTT, detection, opaque TCP;
 //! - `histogram`, `expo`: lock-free histograms and the two text formats;
+//! - `native`: lock-free native (exponential) histograms of durations;
 //! - `process`, `export_health`: `process_*` and the export pipeline.
 //!
 //! The request path reaches this module through `http::Shared::metrics`
@@ -19,6 +20,7 @@ pub mod expo;
 pub mod export_health;
 pub mod histogram;
 pub mod live;
+pub mod native;
 pub mod net;
 pub mod process;
 pub mod red;
