@@ -61,7 +61,14 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => {
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render(format, &state.export))));
+            let body = match state.metrics.render(format, &state.export) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics exposition failed");
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "the metrics could not be encoded\n");
+                }
+            };
+            let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
             r
         }

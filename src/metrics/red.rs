@@ -11,16 +11,16 @@
 //! a series' first request, and no lock wider than one of 16 shards.
 
 use super::bounded::{Bounded, Entry, ShardedMap};
-use super::expo::{Family, Kind, Writer};
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
 use super::route::RouteTemplates;
+use super::writer::{BYTES, Family, Kind, SECONDS, Writer};
 use crate::export::otlp::{METHODS, method_index, plain_authority, protocol_version, version_index};
 use crate::listen::Direction;
 use crate::trace::{SpanRecord, Upstream};
 use http::Method;
 use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
@@ -206,7 +206,7 @@ impl Red {
             .collect()
     }
 
-    pub fn render(&self, w: &mut Writer) {
+    pub fn render(&self, w: &mut Writer) -> fmt::Result {
         let side = match self.direction {
             Direction::Inbound => "server",
             Direction::Outbound => "client",
@@ -232,31 +232,28 @@ impl Red {
             if series.is_empty() {
                 break;
             }
-            let unit = if suffix.ends_with("seconds") { "seconds" } else { "bytes" };
-            let f =
-                w.family(&format!("http_{side}_{suffix}"), Kind::Histogram, Some(unit), &help.replace("{side}", side));
+            let unit = if suffix.ends_with("seconds") { &SECONDS } else { &BYTES };
+            let name = format!("http_{side}_{suffix}");
+            let mut f = w.family(&name, Kind::Histogram, Some(unit), &help.replace("{side}", side))?;
             for (s, status) in series.iter().zip(&statuses) {
-                w.histogram(&f, &s.labels(status), &get(s).snapshot());
+                f.histogram(&s.labels(status), &get(s).snapshot(), None)?;
             }
         }
-        let f = w.family(
-            &format!("http_{side}_active_requests"),
-            Kind::Gauge,
-            None,
-            &format!("HTTP {side} requests in flight."),
-        );
-        self.render_active(w, &f);
+        let name = format!("http_{side}_active_requests");
+        let mut f = w.family(&name, Kind::Gauge, None, &format!("HTTP {side} requests in flight."))?;
+        self.render_active(&mut f)
     }
 
-    fn render_active(&self, w: &mut Writer, f: &Family) {
+    fn render_active(&self, f: &mut Family) -> fmt::Result {
         for (m, method) in METHODS.iter().enumerate() {
             for (s, scheme) in SCHEMES.iter().enumerate() {
                 if self.started[m][s].load(Ordering::Relaxed) > 0 {
                     let v = self.active[m][s].load(Ordering::Relaxed);
-                    w.gauge(f, &[("http_request_method", method), ("url_scheme", scheme)], v as f64);
+                    f.gauge(&[("http_request_method", method), ("url_scheme", scheme)], v)?;
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -318,15 +315,14 @@ mod tests {
         }
     }
 
-    fn render(red: &Red) -> String {
-        let mut w = Writer::new(super::super::expo::Format::Prometheus);
-        red.render(&mut w);
-        w.finish()
+    fn render(red: &Arc<Red>) -> String {
+        let red = red.clone();
+        crate::metrics::writer::text_of(crate::metrics::expo::Format::Text, move |w| red.render(w))
     }
 
     #[test]
     fn labels_of_client_requests() {
-        let red = Red::new(Direction::Outbound, 10);
+        let red = Arc::new(Red::new(Direction::Outbound, 10));
         let t = RouteTemplates::default();
         for (m, uri, host) in [
             ("GET", "http://api.example:9000/users/42", Some("api.example:9000")),
@@ -412,7 +408,7 @@ mod tests {
 
     #[test]
     fn server_addresses_are_bounded_too() {
-        let red = Red::new(Direction::Outbound, 2);
+        let red = Arc::new(Red::new(Direction::Outbound, 2));
         let t = RouteTemplates::default();
         for i in 0..5 {
             red.record(&span(Direction::Outbound, "GET", "/", Some(&format!("h{i}.example"))), &t);
