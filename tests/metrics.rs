@@ -3,6 +3,7 @@
 //! with exemplar storage) and answering PromQL about the traffic we made,
 //! exemplars that lead to spans, the route cap under 100000 random paths,
 //! and `/api/stats` percentiles against the client's own measurements.
+//! Native histograms and the protobuf format: `tests/metrics_native.rs`.
 
 mod metrics_common;
 mod support;

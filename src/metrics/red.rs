@@ -7,12 +7,15 @@
 //! Per finished request (`record`): template the route into a reused
 //! thread-local buffer, find the route (bounded table), find the series of
 //! (route, method, status, version, scheme[, server]) in a sharded map of
-//! ready handles, and bump three lock-free histograms. No allocation after
-//! a series' first request, and no lock wider than one of 16 shards.
+//! ready handles, and bump three lock-free histograms and the duration's
+//! native histogram. No allocation after a series' first request, and no
+//! lock wider than one of 16 shards.
 
 use super::bounded::{Bounded, Entry, ShardedMap};
+use super::expo::Format;
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
+use super::native::NativeHistogram;
 use super::route::RouteTemplates;
 use super::writer::{BYTES, Family, Kind, SECONDS, Writer};
 use crate::export::otlp::{METHODS, method_index, plain_authority, protocol_version, version_index};
@@ -73,6 +76,8 @@ struct Series {
     version: &'static str,
     scheme: &'static str,
     duration: Histogram,
+    /// The same durations in exponential buckets, for protobuf scrapes.
+    native: NativeHistogram,
     request_size: Histogram,
     response_size: Histogram,
 }
@@ -174,6 +179,7 @@ impl Red {
                 version: protocol_version(span.version),
                 scheme: SCHEMES[span.scheme_https as usize],
                 duration: Histogram::with_exemplars(&DURATION),
+                native: NativeHistogram::default(),
                 request_size: Histogram::new(&BODY_SIZE),
                 response_size: Histogram::new(&BODY_SIZE),
             };
@@ -181,6 +187,7 @@ impl Red {
         });
         let exemplar = span.sampled.then_some((span.trace_id, span.span_id, span.end));
         series.duration.observe_with_exemplar(nanos, exemplar);
+        series.native.observe(nanos);
         series.request_size.observe(span.request_body_size);
         series.response_size.observe(span.response_body_size);
     }
@@ -228,6 +235,9 @@ impl Red {
             ("request_body_size_bytes", "Size of HTTP {side} request bodies.", |s| &s.request_size),
             ("response_body_size_bytes", "Size of HTTP {side} response bodies.", |s| &s.response_size),
         ];
+        // Only the protobuf format carries native buckets: skip their
+        // snapshot for the others.
+        let protobuf = w.format() == Format::Protobuf;
         for (suffix, help, get) in histograms {
             if series.is_empty() {
                 break;
@@ -235,8 +245,10 @@ impl Red {
             let unit = if suffix.ends_with("seconds") { &SECONDS } else { &BYTES };
             let name = format!("http_{side}_{suffix}");
             let mut f = w.family(&name, Kind::Histogram, Some(unit), &help.replace("{side}", side))?;
+            let native = protobuf && suffix == "request_duration_seconds";
             for (s, status) in series.iter().zip(&statuses) {
-                f.histogram(&s.labels(status), &get(s).snapshot(), None)?;
+                let n = native.then(|| s.native.snapshot());
+                f.histogram(&s.labels(status), &get(s).snapshot(), n.as_ref())?;
             }
         }
         let name = format!("http_{side}_active_requests");
@@ -317,7 +329,7 @@ mod tests {
 
     fn render(red: &Arc<Red>) -> String {
         let red = red.clone();
-        crate::metrics::writer::text_of(crate::metrics::expo::Format::Text, move |w| red.render(w))
+        crate::metrics::writer::text_of(Format::Text, move |w| red.render(w))
     }
 
     #[test]
