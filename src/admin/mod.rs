@@ -78,7 +78,17 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Response {
 async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    ([(header::CONTENT_TYPE, format.content_type())], s.metrics.render(format, &s.export)).into_response()
+    match s.metrics.render(format, &s.export) {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "metrics exposition failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the metrics could not be encoded
+",
+            )
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -3,7 +3,8 @@
 //! exporter. The counters are defined here, below `export`, which bumps
 //! them; the admin server renders them with the rest of the metrics.
 
-use super::expo::{Kind, Writer};
+use super::writer::{Kind, SECONDS, Writer};
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,35 +77,36 @@ impl ExporterStats {
 /// One counter or gauge of an exporter.
 type Field = fn(&ExporterStats) -> &AtomicU64;
 
-pub fn render(w: &mut Writer, stats: &ExportStats) {
+pub fn render(w: &mut Writer, stats: &ExportStats) -> fmt::Result {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_spans_recorded",
         Kind::Counter,
         None,
         "Finished spans offered to the export queue (head-sampled, or kept by the tail rule).",
-    );
-    w.counter(&f, &[], load(&stats.recorded));
-    let f = w.family(
+    )?;
+    f.counter(&[], load(&stats.recorded))?;
+    let mut f = w.family(
         "sidetrace_spans_sampled_out",
         Kind::Counter,
         None,
         "Finished spans the head sampler skipped and the tail rule did not keep.",
-    );
-    w.counter(&f, &[], load(&stats.sampled_out));
-    let f = w.family("sidetrace_span_queue_capacity", Kind::Gauge, None, "Spans the export queue holds at most.");
-    w.gauge(&f, &[], stats.queue_capacity as f64);
-    let f = w.family("sidetrace_span_queue_spans", Kind::Gauge, None, "Spans waiting in the export queue.");
-    w.gauge(&f, &[], load(&stats.queue_spans) as f64);
+    )?;
+    f.counter(&[], load(&stats.sampled_out))?;
+    let mut f =
+        w.family("sidetrace_span_queue_capacity", Kind::Gauge, None, "Spans the export queue holds at most.")?;
+    f.gauge(&[], stats.queue_capacity)?;
+    let mut f = w.family("sidetrace_span_queue_spans", Kind::Gauge, None, "Spans waiting in the export queue.")?;
+    f.gauge(&[], load(&stats.queue_spans))?;
 
     let exporters = stats.exporters();
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_spans_dropped",
         Kind::Counter,
         None,
         "Spans dropped and never exported, by reason (and exporter, where one exporter dropped them).",
-    );
-    w.counter(&f, &[("reason", "queue_full")], load(&stats.dropped_queue_full));
+    )?;
+    f.counter(&[("reason", "queue_full")], load(&stats.dropped_queue_full))?;
     for e in &exporters {
         for (reason, c) in [
             ("exporter_queue_full", &e.dropped_spans_queue_full),
@@ -115,11 +117,11 @@ pub fn render(w: &mut Writer, stats: &ExportStats) {
             ("spool_damaged", &e.dropped_spans_spool_damaged),
             ("shutdown", &e.dropped_spans_shutdown),
         ] {
-            w.counter(&f, &[("reason", reason), ("exporter", e.name)], load(c));
+            f.counter(&[("reason", reason), ("exporter", e.name)], load(c))?;
         }
     }
     if exporters.is_empty() {
-        return;
+        return Ok(());
     }
     let counters: [(&str, &str, Field); 4] = [
         ("sidetrace_exporter_spans_exported", "Spans the backend accepted.", |e| &e.exported_spans),
@@ -132,33 +134,34 @@ pub fn render(w: &mut Writer, stats: &ExportStats) {
         }),
     ];
     for (name, help, get) in counters {
-        let f = w.family(name, Kind::Counter, None, help);
+        let mut f = w.family(name, Kind::Counter, None, help)?;
         for e in &exporters {
-            w.counter(&f, &[("exporter", e.name)], load(get(e)));
+            f.counter(&[("exporter", e.name)], load(get(e)))?;
         }
     }
-    let f = w.family("sidetrace_exporter_batches", Kind::Counter, None, "Batch export attempts, by outcome.");
+    let mut f = w.family("sidetrace_exporter_batches", Kind::Counter, None, "Batch export attempts, by outcome.")?;
     for e in &exporters {
-        w.counter(&f, &[("exporter", e.name), ("outcome", "ok")], load(&e.batches_ok));
-        w.counter(&f, &[("exporter", e.name), ("outcome", "failed")], load(&e.batches_failed));
+        f.counter(&[("exporter", e.name), ("outcome", "ok")], load(&e.batches_ok))?;
+        f.counter(&[("exporter", e.name), ("outcome", "failed")], load(&e.batches_failed))?;
     }
     let gauges: [(&str, &str, Field); 2] = [
         ("sidetrace_exporter_queue_spans", "Spans waiting for this exporter.", |e| &e.queue_spans),
         ("sidetrace_exporter_spool_bytes", "Bytes in this exporter's disk spool.", |e| &e.spool_bytes),
     ];
     for (name, help, get) in gauges {
-        let f = w.family(name, Kind::Gauge, None, help);
+        let mut f = w.family(name, Kind::Gauge, None, help)?;
         for e in &exporters {
-            w.gauge(&f, &[("exporter", e.name)], load(get(e)) as f64);
+            f.gauge(&[("exporter", e.name)], load(get(e)))?;
         }
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_exporter_export_duration_seconds",
-        Kind::Summary,
-        Some("seconds"),
+        Kind::Histogram,
+        Some(&SECONDS),
         "Time spent sending batches to the backend.",
-    );
+    )?;
     for e in &exporters {
-        w.summary(&f, &[("exporter", e.name)], load(&e.export_nanos_sum) as f64 / 1e9, load(&e.export_count));
+        f.sum_and_count(&[("exporter", e.name)], load(&e.export_nanos_sum) as f64 / 1e9, load(&e.export_count))?;
     }
+    Ok(())
 }

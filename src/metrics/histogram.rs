@@ -11,24 +11,25 @@
 //! simply does not replace the exemplar, and nobody waits.
 //!
 //! We do not use `prometheus-client`'s histograms here: they take a mutex
-//! per observation (and `HistogramWithExemplars` an `RwLock` on top), and
-//! the crate offers no public way to attach exemplars to a custom metric.
+//! per observation (and `HistogramWithExemplars` an `RwLock` on top).
+//! `writer.rs` hands these snapshots to its encoders at scrape time; this
+//! file knows nothing of exposition formats.
 
 use crate::trace::{SpanId, TraceId};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-/// Bucket boundaries of one kind of histogram, in the base unit, with the
-/// `le` label values precomputed for both exposition formats.
+/// Bucket boundaries of one kind of histogram, in the base unit and in the
+/// exposed unit.
 #[derive(Debug)]
 pub struct Buckets {
     /// Upper bounds in base units (inclusive, as Prometheus' `le`).
     bounds: Vec<u64>,
+    /// The same bounds in exposed units (seconds, bytes): the `le` values.
+    pub upper: Vec<f64>,
     /// Base units per exposed unit: 1e9 for seconds from nanoseconds.
     pub per_unit: f64,
-    pub le_prometheus: Vec<String>,
-    pub le_openmetrics: Vec<String>,
 }
 
 impl Buckets {
@@ -36,9 +37,8 @@ impl Buckets {
     pub fn new(upper: &[f64], per_unit: f64) -> Buckets {
         Buckets {
             bounds: upper.iter().map(|u| (u * per_unit).round() as u64).collect(),
+            upper: upper.to_vec(),
             per_unit,
-            le_prometheus: upper.iter().map(|u| float(*u, false)).collect(),
-            le_openmetrics: upper.iter().map(|u| float(*u, true)).collect(),
         }
     }
 
@@ -76,19 +76,33 @@ pub struct Histogram {
     exemplars: Option<Mutex<Box<[Option<Exemplar>]>>>,
 }
 
-/// A consistent-enough copy for exposition: cumulative counts.
+/// A consistent-enough copy for exposition.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub buckets: &'static Buckets,
-    /// Cumulative, one per bound plus `+Inf`.
-    pub cumulative: Vec<u64>,
+    /// Not cumulative (the encoders add them up), one per bound plus `+Inf`.
+    pub counts: Vec<u64>,
+    /// In base units.
     pub sum: u64,
+    /// One slot per bucket, or none when the histogram keeps no exemplars.
     pub exemplars: Vec<Option<Exemplar>>,
 }
 
 impl Snapshot {
+    /// The `+Inf` bucket's count: the sum of the buckets as read.
     pub fn count(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
+        self.counts.iter().sum()
+    }
+
+    /// The sum in exposed units.
+    pub fn sum(&self) -> f64 {
+        self.sum as f64 / self.buckets.per_unit
+    }
+
+    /// `(upper bound, count)` per bucket in exposed units, `+Inf` last.
+    pub fn bucket_pairs(&self) -> Vec<(f64, u64)> {
+        let upper = self.buckets.upper.iter().copied().chain(std::iter::once(f64::INFINITY));
+        upper.zip(self.counts.iter().copied()).collect()
     }
 }
 
@@ -128,34 +142,13 @@ impl Histogram {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let mut acc = 0;
-        let cumulative = self
-            .counts
-            .iter()
-            .map(|c| {
-                acc += c.load(Ordering::Relaxed);
-                acc
-            })
-            .collect();
+        let counts = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let exemplars = match &self.exemplars {
             Some(m) => m.lock().unwrap_or_else(|p| p.into_inner()).to_vec(),
             None => Vec::new(),
         };
-        Snapshot { buckets: self.buckets, cumulative, sum: self.sum.load(Ordering::Relaxed), exemplars }
+        Snapshot { buckets: self.buckets, counts, sum: self.sum.load(Ordering::Relaxed), exemplars }
     }
-}
-
-/// A float as both formats read it: `+Inf`, `NaN`, the shortest decimal
-/// that round-trips; OpenMetrics `le` values keep a `.0` on whole numbers.
-pub fn float(v: f64, canonical: bool) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
-    }
-    let s = v.to_string();
-    if canonical && !s.contains(['.', 'e']) { s + ".0" } else { s }
 }
 
 #[cfg(test)]
@@ -172,10 +165,10 @@ mod tests {
         h.observe(1_000_001);
         h.observe(5_000_000_000);
         let s = h.snapshot();
-        assert_eq!(s.cumulative, vec![1, 2, 2, 3]);
+        assert_eq!(s.counts, vec![1, 1, 0, 1]);
         assert_eq!(s.count(), 3);
         assert_eq!(s.sum, 5_002_000_001);
-        assert_eq!(B.le_prometheus, vec!["0.001", "0.01", "0.1"]);
+        assert_eq!(s.bucket_pairs(), vec![(0.001, 1), (0.01, 1), (0.1, 0), (f64::INFINITY, 1)]);
     }
 
     #[test]

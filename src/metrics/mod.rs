@@ -5,7 +5,9 @@
 //! - `red`: per-direction HTTP RED histograms and active request gauges;
 //! - `live`: per-route percentiles and requests per second;
 //! - `net`: proxy overhead, connect time, TCP RTT, detection, opaque TCP;
-//! - `histogram`, `expo`: lock-free histograms and the two text formats;
+//! - `histogram`, `native`: the lock-free classic and native histograms;
+//! - `expo`, `writer`: exposition through `prometheus-client` (OpenMetrics
+//!   and 0.0.4 text, protobuf with native histograms), at scrape time;
 //! - `process`, `export_health`: `process_*` and the export pipeline.
 //!
 //! The request path reaches this module through `record::Recorder` (one
@@ -19,19 +21,25 @@ pub mod expo;
 pub mod export_health;
 pub mod histogram;
 pub mod live;
+pub mod native;
 pub mod net;
 pub mod process;
 pub mod red;
 pub mod tcp_info;
+pub mod writer;
 
 use crate::trace::SpanRecord;
 use crate::vocab::Direction;
-use expo::{Format, Kind, Writer};
+use expo::Format;
 use export_health::ExportStats;
 use live::RouteSnapshot;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use serde::Serialize;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use writer::{Kind, Writer};
 
 /// Every metric of one sidecar.
 pub struct Metrics {
@@ -125,51 +133,69 @@ impl Metrics {
     }
 
     /// The exposition, in the format the scraper asked for.
-    pub fn render(&self, format: Format, export: &ExportStats) -> String {
-        let mut w = Writer::new(format);
+    pub fn render(self: &Arc<Self>, format: Format, export: &Arc<ExportStats>) -> Result<Vec<u8>, expo::Error> {
+        expo::encode(format, Exposition { metrics: self.clone(), export: export.clone(), format })
+    }
+
+    fn write_families(&self, w: &mut Writer, export: &ExportStats) -> fmt::Result {
         for d in self.both() {
-            d.red.render(&mut w);
+            d.red.render(w)?;
         }
         let dirs = self.both().map(|d| (d.direction.as_str(), &d.net));
-        net::render(&mut w, &dirs);
-        let f = w.family(
+        net::render(w, &dirs)?;
+        let mut f = w.family(
             "sidetrace_route_overflow",
             Kind::Counter,
             None,
-            "Requests recorded under http_route=\"_other\" because --max-routes distinct routes were already known.",
-        );
+            "Requests recorded under the http_route _other because --max-routes distinct routes were already known.",
+        )?;
         for d in self.both() {
-            w.counter(&f, &[("direction", d.direction.as_str())], d.red.route_overflow());
+            f.counter(&[("direction", d.direction.as_str())], d.red.route_overflow())?;
         }
-        let f = w.family(
+        let mut f = w.family(
             "sidetrace_label_overflow",
             Kind::Counter,
             None,
-            "Observations recorded under \"_other\" because the label's table was full (server_address, tls_server_name).",
-        );
+            "Observations recorded under _other because the label's table was full (server_address, tls_server_name).",
+        )?;
         for d in self.both() {
             if let Some(n) = d.red.server_overflow() {
-                w.counter(&f, &[("direction", d.direction.as_str()), ("label", "server_address")], n);
+                f.counter(&[("direction", d.direction.as_str()), ("label", "server_address")], n)?;
             }
-            w.counter(
-                &f,
-                &[("direction", d.direction.as_str()), ("label", "tls_server_name")],
-                net::tls_name_overflow(&d.net),
-            );
+            let n = net::tls_name_overflow(&d.net);
+            f.counter(&[("direction", d.direction.as_str()), ("label", "tls_server_name")], n)?;
         }
-        let f = w.family(
+        let mut f = w.family(
             "sidetrace_routes",
             Kind::Gauge,
             None,
             "Distinct http_route values tracked, at most --max-routes.",
-        );
+        )?;
         for d in self.both() {
-            w.gauge(&f, &[("direction", d.direction.as_str())], d.red.routes_known() as f64);
+            f.gauge(&[("direction", d.direction.as_str())], d.red.routes_known() as u64)?;
         }
-        export_health::render(&mut w, export);
-        process::render(&mut w);
-        let f = w.family("sidetrace_build", Kind::Info, None, "sidetrace's version.");
-        w.info(&f, &[("version", env!("CARGO_PKG_VERSION"))]);
-        w.finish()
+        export_health::render(w, export)?;
+        process::render(w)?;
+        let mut f = w.family("sidetrace_build", Kind::Info, None, "sidetrace's version.")?;
+        f.info(&[("version", env!("CARGO_PKG_VERSION"))])
+    }
+}
+
+/// One scrape's view of the metrics, for `prometheus-client`'s registry.
+struct Exposition {
+    metrics: Arc<Metrics>,
+    export: Arc<ExportStats>,
+    format: Format,
+}
+
+impl fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exposition").field("format", &self.format).finish_non_exhaustive()
+    }
+}
+
+impl Collector for Exposition {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        self.metrics.write_families(&mut Writer::new(encoder, self.format), &self.export)
     }
 }

@@ -6,10 +6,11 @@
 //! Everything here is a fixed array or a bounded table of atomics.
 
 use super::bounded::{Bounded, Entry, OTHER};
-use super::expo::{Kind, Writer};
 use super::histogram::{Buckets, Histogram};
+use super::writer::{Kind, SECONDS, Writer};
 use crate::vocab::{DetectOutcome, WireProtocol};
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -215,83 +216,83 @@ impl Net {
 }
 
 /// Renders the families of this module, both directions under each.
-pub fn render(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
-    let f = w.family(
+pub fn render(w: &mut Writer, dirs: &[(&'static str, &Net)]) -> fmt::Result {
+    let mut f = w.family(
         "sidetrace_proxy_overhead_seconds",
         Kind::Histogram,
-        Some("seconds"),
+        Some(&SECONDS),
         "Time a request spent in the proxy itself: from its arrival to its response head going back, less the wait for the upstream (including any connect).",
-    );
+    )?;
     for (d, n) in dirs {
-        w.histogram(&f, &[("direction", d)], &n.overhead.snapshot());
+        f.histogram(&[("direction", d)], &n.overhead.snapshot(), None)?;
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_upstream_connect_duration_seconds",
         Kind::Histogram,
-        Some("seconds"),
+        Some(&SECONDS),
         "Time to open a TCP connection to the upstream, by outcome.",
-    );
+    )?;
     for (d, n) in dirs {
         for (o, h) in CONNECT_OUTCOMES.iter().zip(&n.connect) {
             let s = h.snapshot();
             if s.count() > 0 || *o == "ok" {
-                w.histogram(&f, &[("direction", d), ("outcome", o)], &s);
+                f.histogram(&[("direction", d), ("outcome", o)], &s, None)?;
             }
         }
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_tcp_smoothed_rtt_seconds",
         Kind::Histogram,
-        Some("seconds"),
+        Some(&SECONDS),
         "The kernel's smoothed round-trip time (TCP_INFO) of client and upstream connections, sampled once per connection.",
-    );
+    )?;
     for (d, n) in dirs {
         for (p, h) in PEERS.iter().zip(&n.rtt) {
-            w.histogram(&f, &[("direction", d), ("peer", p)], &h.snapshot());
+            f.histogram(&[("direction", d), ("peer", p)], &h.snapshot(), None)?;
         }
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_http1_idle_connections",
         Kind::Gauge,
         None,
         "HTTP/1 client connections waiting for their next request; while idle they hold no read or write buffers.",
-    );
+    )?;
     for (d, n) in dirs {
-        w.gauge(&f, &[("direction", d)], n.http1_idle.load(Ordering::Relaxed) as f64);
+        f.gauge(&[("direction", d)], n.http1_idle.load(Ordering::Relaxed))?;
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_protocol_detections",
         Kind::Counter,
         None,
         "Connections by detected protocol and how detection ended (skipped: a --opaque-ports port).",
-    );
+    )?;
     for (d, n) in dirs {
         for (p, row) in PROTOCOLS.iter().zip(&n.detections) {
             for (o, c) in OUTCOMES.iter().zip(row) {
                 let v = c.load(Ordering::Relaxed);
                 if v > 0 {
-                    w.counter(&f, &[("direction", d), ("protocol", p), ("outcome", o)], v);
+                    f.counter(&[("direction", d), ("protocol", p), ("outcome", o)], v)?;
                 }
             }
         }
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_probe_requests",
         Kind::Counter,
         None,
         "Kubelet probes (User-Agent: kube-probe/) forwarded to the app; they make no span, no log line and no request metrics unless --trace-probes.",
-    );
+    )?;
     for (d, n) in dirs {
         for (o, c) in ["success", "failure"].iter().zip(&n.probes) {
-            w.counter(&f, &[("direction", d), ("outcome", o)], c.load(Ordering::Relaxed));
+            f.counter(&[("direction", d), ("outcome", o)], c.load(Ordering::Relaxed))?;
         }
     }
-    render_tcp(w, dirs);
+    render_tcp(w, dirs)
 }
 
 type Pick = fn(&TcpCounters) -> &AtomicU64;
 
-fn render_tcp(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
+fn render_tcp(w: &mut Writer, dirs: &[(&'static str, &Net)]) -> fmt::Result {
     let entries: Vec<_> = dirs
         .iter()
         .map(|(d, n)| {
@@ -304,7 +305,7 @@ fn render_tcp(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
         })
     };
     if rows().next().is_none() {
-        return;
+        return Ok(());
     }
     let labels = |d: &'static str, c: &TcpCounters| [("direction", d), ("protocol", c.protocol)];
     let counters: [(&str, &str, Pick); 2] = [
@@ -312,24 +313,25 @@ fn render_tcp(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
         ("sidetrace_tcp_connections_closed", "Opaque TCP and TLS connections closed.", |c| &c.closed),
     ];
     for (name, help, get) in counters {
-        let f = w.family(name, Kind::Counter, None, help);
+        let mut f = w.family(name, Kind::Counter, None, help)?;
         for (d, c) in rows() {
             let [a, b] = labels(d, c);
-            w.counter(&f, &[a, b, ("tls_server_name", &c.sni)], get(c).load(Ordering::Relaxed));
+            f.counter(&[a, b, ("tls_server_name", &c.sni)], get(c).load(Ordering::Relaxed))?;
         }
     }
-    let f = w.family(
+    let mut f = w.family(
         "sidetrace_tcp_read_bytes",
         Kind::Counter,
         None,
         "Bytes relayed over opaque TCP and TLS connections, by the peer they were read from.",
-    );
+    )?;
     for (d, c) in rows() {
         for (p, bytes) in PEERS.iter().zip(&c.read) {
             let [a, b] = labels(d, c);
-            w.counter(&f, &[a, b, ("tls_server_name", &c.sni), ("peer", p)], bytes.load(Ordering::Relaxed));
+            f.counter(&[a, b, ("tls_server_name", &c.sni), ("peer", p)], bytes.load(Ordering::Relaxed))?;
         }
     }
+    Ok(())
 }
 
 /// How many TLS server names overflowed into `_other`.
@@ -341,11 +343,12 @@ pub fn tls_name_overflow(n: &Net) -> u64 {
 mod tests {
     use super::*;
     use crate::metrics::expo::Format;
+    use crate::metrics::writer::text_of;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn opaque_connections_count_bytes_and_bound_server_names() {
-        let net = Net::new(2);
+        let net = Arc::new(Net::new(2));
         for name in ["a.example", "b.example", "c.example", "d.example"] {
             drop(net.opaque_opened(Some(name), true));
         }
@@ -356,9 +359,8 @@ mod tests {
         b.write_all(b"0123456789").await.unwrap();
         let mut buf = [0u8; 10];
         counted.read_exact(&mut buf).await.unwrap();
-        let mut w = Writer::new(Format::Prometheus);
-        render(&mut w, &[("outbound", &net)]);
-        let text = w.finish();
+        let n = net.clone();
+        let text = text_of(Format::Text, move |w| render(w, &[("outbound", &n)]));
         let has = |needle: &str| assert!(text.contains(needle), "{needle} not in\n{text}");
         has(
             r#"sidetrace_tcp_connections_opened_total{direction="outbound",protocol="tls",tls_server_name="a.example"} 1"#,

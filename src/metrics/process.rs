@@ -1,7 +1,8 @@
 //! Process health as the Prometheus conventions name it (`process_*`, as
 //! client_golang's process collector does), read from /proc at scrape time.
 
-use super::expo::{Kind, Writer};
+use super::writer::{Kind, SECONDS, Writer};
+use std::fmt;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Process {
@@ -48,27 +49,27 @@ fn parse_stat(stat: &str, ticks_per_second: f64, page: u64, btime: u64) -> Optio
     })
 }
 
-pub fn render(w: &mut Writer) {
-    let Some(p) = read() else { return };
-    let f = w.family(
+pub fn render(w: &mut Writer) -> fmt::Result {
+    let Some(p) = read() else { return Ok(()) };
+    let mut f = w.family(
         "process_cpu_seconds",
         Kind::Counter,
-        Some("seconds"),
+        Some(&SECONDS),
         "Total user and system CPU time spent in seconds.",
-    );
-    w.counter_f64(&f, &[], p.cpu_seconds);
+    )?;
+    f.counter(&[], p.cpu_seconds)?;
     let gauges = [
-        ("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes as f64),
-        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes as f64),
-        ("process_open_fds", "Number of open file descriptors.", p.open_fds as f64),
-        ("process_max_fds", "Maximum number of open file descriptors.", p.max_fds as f64),
-        ("process_threads", "Number of OS threads in the process.", p.threads as f64),
-        ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", p.start_time_seconds),
+        ("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes),
+        ("process_open_fds", "Number of open file descriptors.", p.open_fds),
+        ("process_max_fds", "Maximum number of open file descriptors.", p.max_fds),
+        ("process_threads", "Number of OS threads in the process.", p.threads),
     ];
     for (name, help, v) in gauges {
-        let f = w.family(name, Kind::Gauge, None, help);
-        w.gauge(&f, &[], v);
+        w.family(name, Kind::Gauge, None, help)?.gauge(&[], v)?;
     }
+    let help = "Start time of the process since unix epoch in seconds.";
+    w.family("process_start_time_seconds", Kind::Gauge, None, help)?.gauge(&[], p.start_time_seconds)
 }
 
 #[cfg(test)]

@@ -7,18 +7,21 @@
 //! Per finished request (`record`): find its route (templated once when the
 //! request arrived) in the bounded table, find the series of
 //! (route, method, status, version, scheme[, server]) in a sharded map of
-//! ready handles, and bump three lock-free histograms. No allocation after
-//! a series' first request, and no lock wider than one of 16 shards.
+//! ready handles, and bump three lock-free histograms and the duration's
+//! native histogram. No allocation after a series' first request, and no
+//! lock wider than one of 16 shards.
 
 use super::bounded::{Bounded, Entry, ShardedMap};
-use super::expo::{Family, Kind, Writer};
+use super::expo::Format;
 use super::histogram::{Buckets, Histogram};
 use super::live::{RouteSnapshot, RouteStats};
+use super::native::NativeHistogram;
+use super::writer::{BYTES, Family, Kind, SECONDS, Writer};
 use crate::trace::semconv::plain_authority;
 use crate::trace::{SpanRecord, Upstream};
 use crate::vocab::{Direction, METHODS, SCHEMES, method_index, protocol_version, version_index};
 use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
@@ -69,6 +72,8 @@ struct Series {
     version: &'static str,
     scheme: &'static str,
     duration: Histogram,
+    /// The same durations in exponential buckets, for protobuf scrapes.
+    native: NativeHistogram,
     request_size: Histogram,
     response_size: Histogram,
 }
@@ -161,6 +166,7 @@ impl Red {
                 version: protocol_version(span.version),
                 scheme: SCHEMES[span.scheme_https as usize],
                 duration: Histogram::with_exemplars(&DURATION),
+                native: NativeHistogram::default(),
                 request_size: Histogram::new(&BODY_SIZE),
                 response_size: Histogram::new(&BODY_SIZE),
             };
@@ -168,6 +174,7 @@ impl Red {
         });
         let exemplar = span.sampled.then_some((span.trace_id, span.span_id, span.end));
         series.duration.observe_with_exemplar(nanos, exemplar);
+        series.native.observe(nanos);
         series.request_size.observe(span.request_body_size);
         series.response_size.observe(span.response_body_size);
     }
@@ -193,7 +200,7 @@ impl Red {
             .collect()
     }
 
-    pub fn render(&self, w: &mut Writer) {
+    pub fn render(&self, w: &mut Writer) -> fmt::Result {
         let side = match self.direction {
             Direction::Inbound => "server",
             Direction::Outbound => "client",
@@ -215,35 +222,37 @@ impl Red {
             ("request_body_size_bytes", "Size of HTTP {side} request bodies.", |s| &s.request_size),
             ("response_body_size_bytes", "Size of HTTP {side} response bodies.", |s| &s.response_size),
         ];
+        // Only the protobuf format carries native buckets: skip their
+        // snapshot for the others.
+        let protobuf = w.format() == Format::Protobuf;
         for (suffix, help, get) in histograms {
             if series.is_empty() {
                 break;
             }
-            let unit = if suffix.ends_with("seconds") { "seconds" } else { "bytes" };
-            let f =
-                w.family(&format!("http_{side}_{suffix}"), Kind::Histogram, Some(unit), &help.replace("{side}", side));
+            let unit = if suffix.ends_with("seconds") { &SECONDS } else { &BYTES };
+            let name = format!("http_{side}_{suffix}");
+            let mut f = w.family(&name, Kind::Histogram, Some(unit), &help.replace("{side}", side))?;
+            let native = protobuf && suffix == "request_duration_seconds";
             for (s, status) in series.iter().zip(&statuses) {
-                w.histogram(&f, &s.labels(status), &get(s).snapshot());
+                let n = native.then(|| s.native.snapshot());
+                f.histogram(&s.labels(status), &get(s).snapshot(), n.as_ref())?;
             }
         }
-        let f = w.family(
-            &format!("http_{side}_active_requests"),
-            Kind::Gauge,
-            None,
-            &format!("HTTP {side} requests in flight."),
-        );
-        self.render_active(w, &f);
+        let name = format!("http_{side}_active_requests");
+        let mut f = w.family(&name, Kind::Gauge, None, &format!("HTTP {side} requests in flight."))?;
+        self.render_active(&mut f)
     }
 
-    fn render_active(&self, w: &mut Writer, f: &Family) {
+    fn render_active(&self, f: &mut Family) -> fmt::Result {
         for (m, method) in METHODS.iter().enumerate() {
             for (s, scheme) in SCHEMES.iter().enumerate() {
                 if self.started[m][s].load(Ordering::Relaxed) > 0 {
                     let v = self.active[m][s].load(Ordering::Relaxed);
-                    w.gauge(f, &[("http_request_method", method), ("url_scheme", scheme)], v as f64);
+                    f.gauge(&[("http_request_method", method), ("url_scheme", scheme)], v)?;
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -309,15 +318,14 @@ mod tests {
         }
     }
 
-    fn render(red: &Red) -> String {
-        let mut w = Writer::new(super::super::expo::Format::Prometheus);
-        red.render(&mut w);
-        w.finish()
+    fn render(red: &Arc<Red>) -> String {
+        let red = red.clone();
+        crate::metrics::writer::text_of(Format::Text, move |w| red.render(w))
     }
 
     #[test]
     fn labels_of_client_requests() {
-        let red = Red::new(Direction::Outbound, 10);
+        let red = Arc::new(Red::new(Direction::Outbound, 10));
         for (m, uri, host) in [
             ("GET", "http://api.example:9000/users/42", Some("api.example:9000")),
             ("PURGE", "/x", Some("[::1]:81")),
@@ -400,7 +408,7 @@ mod tests {
 
     #[test]
     fn server_addresses_are_bounded_too() {
-        let red = Red::new(Direction::Outbound, 2);
+        let red = Arc::new(Red::new(Direction::Outbound, 2));
         for i in 0..5 {
             red.record(&span(Direction::Outbound, "GET", "/", Some(&format!("h{i}.example"))));
         }
