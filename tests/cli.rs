@@ -3,29 +3,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::*;
-
-fn sidetrace(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidetrace"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    // Bind nothing real if parsing were to succeed by mistake.
-    cmd.args(["--admin", "off"]).stdin(Stdio::null());
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    for _ in 0..100 {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("sidetrace {args:?} kept running: bad input must exit");
-}
+use support::proxy::sidetrace;
+use support::{Client, TestProxy, apps, wait};
 
 /// Arguments, environment, and what the error line must name.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
@@ -48,7 +28,13 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["frobnicate"], &[], "frobnicate"),
     ];
     for (args, env, names) in cases {
-        let out = sidetrace(args, env);
+        // Bind nothing real if parsing were to succeed by mistake.
+        let argv: Vec<&str> = args.iter().copied().chain(["--admin", "off"]).collect();
+        let mut run = sidetrace(&argv).limit(Duration::from_secs(2));
+        for (k, v) in *env {
+            run = run.env(k, v);
+        }
+        let out = run.output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line:\n{stderr}");
@@ -58,22 +44,13 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn a_port_in_use_is_an_error_with_several_workers_too() {
-    let port = closed_port().port();
-    let inbound = format!("127.0.0.1:{port}");
-    let app = closed_port().to_string();
-    let args = ["run", "--inbound", &inbound, "--app", &app, "--outbound", "off", "--workers", "2"];
-    let first = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-            .args(args)
-            .args(["--admin", "off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_for_port(port), "the first sidetrace did not start");
+    let app = apps::refusing().to_string();
+    let first = TestProxy::builder().flags(&["--app", &app, "--outbound", "off", "--admin", "off", "--workers", "2"]);
+    let first = first.spawn();
+    let inbound = first.inbound.unwrap().to_string();
     // Both would set SO_REUSEPORT; the second must not share the port.
-    let out = sidetrace(&args, &[]);
+    let args = ["run", "--inbound", &inbound, "--app", &app, "--outbound", "off", "--admin", "off", "--workers", "2"];
+    let out = sidetrace(&args).output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&inbound) && stderr.contains("--inbound"), "{stderr}");
@@ -82,7 +59,7 @@ fn a_port_in_use_is_an_error_with_several_workers_too() {
 
 #[test]
 fn help_lists_every_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sidetrace")).args(["run", "--help"]).output().unwrap();
+    let out = sidetrace(&["run", "--help"]).output();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap_or_default();
@@ -140,37 +117,23 @@ fn help_lists_every_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
-    let app = echo_app().await;
-    let port = closed_port().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-        .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.addr.to_string()])
-        .args(["--outbound", "off", "--admin", "off", "--access-log", "json", "--drain-timeout", "10s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(tokio::task::spawn_blocking(move || wait_for_port(port)).await.unwrap(), "proxy did not start");
-    let url = format!("http://127.0.0.1:{port}/slow/1500");
-    let slow = tokio::task::spawn_blocking(move || curl(&["-w", " %{http_code}", &url]));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // SAFETY: kill(2) with a pid we own.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = slow.await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "slow hello\n 200", "the in-flight request finished");
-    let status = tokio::task::spawn_blocking(move || {
-        let stdout = child.stdout.take().unwrap();
-        let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
-        (child.wait().unwrap(), lines)
-    })
-    .await
-    .unwrap();
-    assert_eq!(status.0.code(), Some(0));
+    let app = apps::echo().await;
+    let flags = ["--outbound", "off", "--admin", "off", "--access-log", "json", "--drain-timeout", "10s"];
+    let mut proxy = TestProxy::to(app.addr).flags(&flags).spawn();
+    let inbound = proxy.inbound.unwrap();
+    let url = format!("{}/slow/1500", proxy.inbound_url());
+    let slow = tokio::spawn(async move { Client::http1().get(&url).send().await });
+    // Signal once the request is in flight: the app has it.
+    let in_flight = wait::until(Duration::from_secs(10), async || !app.seen.lock().unwrap().is_empty()).await;
+    assert!(in_flight.is_some(), "the request never reached the app");
+    proxy.process().signal(libc::SIGTERM);
+    let r = slow.await.unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "slow hello\n"), "the in-flight request finished");
+    let status = proxy.process().wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", proxy.output());
     // Its access log line was flushed before exit.
-    assert!(
-        status.1.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")),
-        "{:?}",
-        status.1
-    );
+    let lines = proxy.process().stdout_lines();
+    assert!(lines.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")), "{lines:?}");
     // And the listener is gone.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(tokio::net::TcpStream::connect(inbound).await.is_err());
 }
