@@ -8,59 +8,133 @@ mod support;
 
 use serde_json::Value;
 use sidetrace::trace::SpanRecord;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, UNIX_EPOCH};
 use support::collectors::{self, Collector};
 use support::otlp::attributes;
 use support::{Client, TestProxy, apps, wait};
 
-async fn traffic(url: &str, n: usize) {
-    let client = Client::http1();
-    for i in 0..n {
-        let path = match i % 4 {
-            0 => format!("/orders/{i}?page=2&token=secret"),
-            1 => "/status/500".to_string(),
-            2 => format!("/users/{}/profile", 1000 + i),
-            _ => "/".to_string(),
-        };
-        let status = client.get(&format!("{url}{path}")).send().await.status.as_u16();
-        assert!(status > 0);
+/// One request the test made, and what the test knows of it.
+#[derive(Clone, Debug)]
+struct Made {
+    path: String,
+    /// The query as exported: `token` is redacted by default.
+    query: Option<&'static str>,
+    route: &'static str,
+    status: u16,
+    /// The echo app's answer to it.
+    body: &'static str,
+}
+
+/// The i-th request of `traffic`: four kinds, in turn.
+fn request(i: usize) -> Made {
+    match i % 4 {
+        0 => Made {
+            path: format!("/orders/{i}"),
+            query: Some("page=2&token=REDACTED"),
+            route: "/orders/{id}",
+            status: 200,
+            body: "hello from the app\n",
+        },
+        1 => Made { path: "/status/500".into(), query: None, route: "/status/{id}", status: 500, body: "status 500\n" },
+        2 => Made {
+            path: format!("/users/{}/profile", 1000 + i),
+            query: None,
+            route: "/users/{id}/profile",
+            status: 200,
+            body: "hello from the app\n",
+        },
+        _ => Made { path: "/".into(), query: None, route: "/", status: 200, body: "hello from the app\n" },
     }
 }
 
-fn check_identical(proxy: &TestProxy, recorded: &[SpanRecord], received: &[(Value, Value)]) {
+/// `n` requests through the proxy at `url`, each answered as the app
+/// answers it; returns what was asked.
+async fn traffic(url: &str, n: usize) -> Vec<Made> {
+    let client = Client::http1();
+    let mut made = Vec::new();
+    for i in 0..n {
+        let m = request(i);
+        let target = match i % 4 {
+            0 => format!("{url}{}?page=2&token=secret", m.path),
+            _ => format!("{url}{}", m.path),
+        };
+        let r = client.get(&target).send().await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (m.status, m.body), "{target}");
+        made.push(m);
+    }
+    made
+}
+
+/// The spans the collector received are exactly the ones the proxy
+/// recorded (by id, once each), and each says what the test knows of the
+/// request it made: the expectation is built from the requests, not by
+/// the encoder under test; ids and times come from the proxy's records.
+fn check_identical(proxy: &TestProxy, recorded: &[SpanRecord], received: &[(Value, Value)], made: &[Made]) {
     assert_eq!(received.len(), recorded.len(), "exactly the recorded spans arrive");
     let ids: HashSet<&str> = received.iter().map(|(s, _)| s["spanId"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), received.len(), "no span arrives twice");
-    for r in recorded {
-        let want = serde_json::to_value(proxy.sidecar().encoder.span(r)).unwrap();
-        let (got, resource) =
-            received.iter().find(|(s, _)| s["spanId"] == r.span_id.to_string()).unwrap_or_else(|| {
-                panic!(
-                    "span {} did not arrive; got {:?}",
-                    r.span_id,
-                    received.iter().map(|(s, _)| s["spanId"].clone()).collect::<Vec<_>>()
-                )
-            });
-        assert_eq!(got["traceId"], r.trace_id.to_string());
-        assert_eq!(
-            got.get("parentSpanId").and_then(Value::as_str).unwrap_or(""),
-            want["parentSpanId"].as_str().unwrap()
-        );
-        assert_eq!(got["name"], want["name"]);
-        assert_eq!(got["kind"], "SPAN_KIND_SERVER");
-        assert_eq!(got["startTimeUnixNano"], want["startTimeUnixNano"]);
-        assert_eq!(got["endTimeUnixNano"], want["endTimeUnixNano"]);
-        assert_eq!(attributes(&got["attributes"]), attributes(&want["attributes"]));
+    let records: HashMap<String, &SpanRecord> = recorded.iter().map(|r| (r.span_id.to_string(), r)).collect();
+    let inbound = proxy.inbound.unwrap();
+    let mut unmatched: Vec<&Made> = made.iter().collect();
+    for (got, resource) in received {
+        let id = got["spanId"].as_str().unwrap();
+        let r = records.get(id).unwrap_or_else(|| panic!("span {id} arrived but was never recorded: {got}"));
+        assert_eq!(got["traceId"], r.trace_id.to_string(), "{got}");
+        assert!(got.get("parentSpanId").is_none(), "no parent was sent: {got}");
+        let nanos = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos().to_string();
+        assert_eq!(got["startTimeUnixNano"], nanos(r.start), "{got}");
+        assert_eq!(got["endTimeUnixNano"], nanos(r.end), "{got}");
+        assert_eq!(got["flags"], 0x101, "sampled, parent not remote: {got}");
+
+        let attrs = attributes(&got["attributes"]);
+        let path = attrs.get("url.path").cloned().unwrap_or_default();
+        let query = attrs.get("url.query").cloned();
+        let at = unmatched
+            .iter()
+            .position(|m| m.path == path && m.query.map(str::to_string) == query)
+            .unwrap_or_else(|| panic!("a span for a request never made, or made once and exported twice: {got}"));
+        let m = unmatched.swap_remove(at);
+        assert_eq!(got["name"], format!("GET {}", m.route), "{got}");
+        assert_eq!(got["kind"], "SPAN_KIND_SERVER", "{got}");
+        let mut want: BTreeMap<String, String> = [
+            ("http.request.method", "GET".to_string()),
+            ("url.path", m.path.clone()),
+            ("url.scheme", "http".into()),
+            ("http.route", m.route.into()),
+            ("http.response.status_code", m.status.to_string()),
+            ("server.address", inbound.ip().to_string()),
+            ("server.port", inbound.port().to_string()),
+            ("client.address", "127.0.0.1".into()),
+            ("network.protocol.version", "1.1".into()),
+            ("http.request.body.size", "0".into()),
+            ("http.response.body.size", m.body.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(q) = m.query {
+            want.insert("url.query".into(), q.into());
+        }
+        // The client's port is its own choice: any port, but one.
+        let port = attrs.get("client.port").and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0);
+        assert!(port.is_some(), "client.port: {got}");
+        want.insert("client.port".into(), port.unwrap().to_string());
+        if m.status == 500 {
+            want.insert("error.type".into(), "500".into());
+            assert_eq!(got["status"]["code"], "STATUS_CODE_ERROR", "{got}");
+        } else {
+            assert!(got["status"].get("code").is_none(), "status unset: {got}");
+        }
+        assert_eq!(attrs, want, "the attributes of {} {:?}", m.path, m.query);
+
         let res = attributes(&resource["attributes"]);
         assert_eq!(res["service.name"], "export-test");
         assert_eq!(res["deployment.environment.name"], "ci");
-        assert!(res.contains_key("service.instance.id"));
-        if r.status == Some(500) {
-            assert_eq!(got["status"]["code"], "STATUS_CODE_ERROR");
-        }
+        assert!(res.contains_key("service.instance.id"), "{resource}");
     }
+    assert!(unmatched.is_empty(), "requests made whose spans never arrived: {unmatched:?}");
 }
 
 async fn exporting_proxy(app: std::net::SocketAddr, flags: &[&str]) -> TestProxy {
@@ -96,10 +170,10 @@ async fn every_otlp_encoding_delivers_exactly_the_recorded_spans() {
             "100ms",
         ];
         let proxy = exporting_proxy(app.addr, &flags).await;
-        traffic(&proxy.inbound_url(), 12).await;
+        let made = traffic(&proxy.inbound_url(), 12).await;
         let recorded = proxy.wait_for_spans(12).await;
         let received = collector.wait_for_spans(12, Duration::from_secs(20)).await;
-        check_identical(&proxy, &recorded, &received);
+        check_identical(&proxy, &recorded, &received, &made);
         let batches = collector.received().await;
         let transport = batches[0]["transport"].as_str().unwrap().to_string();
         let expected = match (protocol, gzip) {
@@ -171,10 +245,10 @@ async fn retry_after_503_then_every_span_arrives_once() {
         "1s",
     ];
     let proxy = exporting_proxy(app.addr, &flags).await;
-    traffic(&proxy.inbound_url(), 40).await;
+    let made = traffic(&proxy.inbound_url(), 40).await;
     let recorded = proxy.wait_for_spans(40).await;
     let received = collector.wait_for_spans(40, Duration::from_secs(40)).await;
-    check_identical(&proxy, &recorded, &received);
+    check_identical(&proxy, &recorded, &received, &made);
     let stats = &proxy.sidecar().stats.exporters()[0];
     let retries = stats.retries.load(Relaxed);
     let batches = stats.batches_ok.load(Relaxed);
@@ -192,12 +266,12 @@ async fn collector_down_for_30s_then_every_span_arrives_once() {
     let flags =
         ["--otlp-endpoint", &endpoint, "--export-delay", "200ms", "--retry-initial", "500ms", "--retry-max", "3s"];
     let proxy = exporting_proxy(app.addr, &flags).await;
-    traffic(&proxy.inbound_url(), 60).await;
+    let made = traffic(&proxy.inbound_url(), 60).await;
     let recorded = proxy.wait_for_spans(60).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let collector = Collector::start_on(down.port(), grpc.port());
     let received = collector.wait_for_spans(60, Duration::from_secs(30)).await;
-    check_identical(&proxy, &recorded, &received);
+    check_identical(&proxy, &recorded, &received, &made);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,9 +404,9 @@ async fn grpc_unavailable_is_retried_until_it_succeeds() {
         "200ms",
     ];
     let proxy = exporting_proxy(app.addr, &flags).await;
-    traffic(&proxy.inbound_url(), 8).await;
+    let made = traffic(&proxy.inbound_url(), 8).await;
     let recorded = proxy.wait_for_spans(8).await;
     let received = collector.wait_for_spans(8, Duration::from_secs(20)).await;
-    check_identical(&proxy, &recorded, &received);
+    check_identical(&proxy, &recorded, &received, &made);
     assert!(proxy.sidecar().stats.exporters()[0].retries.load(Relaxed) > 0);
 }
