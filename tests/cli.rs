@@ -1,5 +1,6 @@
 //! The command line as users meet it: bad input gets one clear line and
-//! exit code 2; SIGTERM drains in-flight requests and exits 0.
+//! exit code 2; every flag of every command is documented in README.md
+//! with its variable; SIGTERM drains in-flight requests and exits 0.
 
 mod support;
 
@@ -57,62 +58,82 @@ fn a_port_in_use_is_an_error_with_several_workers_too() {
     drop(first);
 }
 
-#[test]
-fn help_lists_every_flag() {
-    let out = sidetrace(&["run", "--help"]).output();
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap_or_default();
-    for flag in [
-        "--inbound",
-        "--app",
-        "--outbound",
-        "--admin",
-        "--service-name",
-        "--access-log",
-        "--opaque-ports",
-        "--detect-timeout",
-        "--drain-timeout",
-        "--connect-timeout",
-        "--response-timeout",
-        "--route",
-        "--redact-query-keys",
-        "--trace-buffer",
-        "--queue-size",
-        "--max-routes",
-        "--log",
-        "--workers",
-        "--otlp-endpoint",
-        "--otlp-protocol",
-        "--otlp-header",
-        "--otlp-compression",
-        "--otlp-timeout",
-        "--otlp-ca",
-        "--otlp-client-cert",
-        "--otlp-client-key",
-        "--zipkin-endpoint",
-        "--export-batch-size",
-        "--export-delay",
-        "--export-concurrency",
-        "--retry-initial",
-        "--retry-max",
-        "--retry-max-elapsed",
-        "--spool-dir",
-        "--spool-max-bytes",
-        "--sampling-ratio",
-        "--sampling-rate-limit",
-        "--keep-slower-than",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
-        assert!(readme.contains(flag), "README lacks {flag}");
-        let env = format!("SIDETRACE_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
-        let env = match flag {
-            "--route" => "SIDETRACE_ROUTES".to_string(),
-            "--otlp-header" => "SIDETRACE_OTLP_HEADERS".to_string(),
-            _ => env,
-        };
-        assert!(help.contains(&env), "--help lacks {env}");
+/// One option of a command's `--help`: its long flag and the variable
+/// clap reads it from (`[env: NAME=]`), if any.
+#[derive(Debug)]
+struct Opt {
+    flag: String,
+    var: Option<String>,
+}
+
+/// Every option `sidetrace SUBCOMMAND --help` lists, read from clap's own
+/// output.
+fn options(subcommand: &str) -> Vec<Opt> {
+    let out = sidetrace(&[subcommand, "--help"]).output();
+    assert!(out.status.success(), "{subcommand} --help: {}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut opts: Vec<Opt> = Vec::new();
+    for line in help.lines() {
+        // clap indents an entry's first line by at most six spaces, its
+        // description further.
+        let indent = line.len() - line.trim_start().len();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if indent <= 6 && words.first().is_some_and(|w| w.starts_with('-')) {
+            let flag = words.iter().map(|w| w.trim_end_matches(',')).find(|w| w.starts_with("--"));
+            let flag = flag.unwrap_or_else(|| panic!("{subcommand}: an option without a long flag: {line:?}"));
+            opts.push(Opt { flag: flag.to_string(), var: None });
+        }
+        if let Some(at) = line.find("[env: ") {
+            let var: String = line[at + 6..].chars().take_while(|c| *c != '=' && *c != ']').collect();
+            opts.last_mut().expect("an [env: …] inside an option's entry").var = Some(var);
+        }
     }
+    assert!(opts.len() >= 3, "{subcommand} --help lists no options?\n{help}");
+    opts.retain(|o| o.flag != "--help" && o.flag != "--version");
+    opts
+}
+
+/// Whether `word` occurs in `text` as a whole word: not as a piece of a
+/// longer flag or variable (`--retry-max` inside `--retry-max-elapsed`).
+fn has_word(text: &str, word: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(part) && !after.is_some_and(part)
+    })
+}
+
+#[test]
+fn has_word_sees_whole_flags_only() {
+    assert!(has_word("| `--retry-max DURATION` |", "--retry-max"));
+    assert!(!has_word("| `--retry-max-elapsed DURATION` |", "--retry-max"));
+    assert!(!has_word("`SIDETRACE_RETRY_MAX_ELAPSED`", "SIDETRACE_RETRY_MAX"));
+    assert!(has_word("--log, SIDETRACE_LOG.", "SIDETRACE_LOG"));
+}
+
+#[test]
+fn readme_documents_every_flag_of_every_command_with_its_variable() {
+    let readme = support::tools::read("README.md");
+    let mut missing = Vec::new();
+    for subcommand in ["run", "inject", "webhook", "wait-ready"] {
+        for o in options(subcommand) {
+            if !has_word(&readme, &o.flag) {
+                missing.push(format!("sidetrace {subcommand} {}", o.flag));
+            }
+            match &o.var {
+                Some(var) if !has_word(&readme, var) => {
+                    missing.push(format!("{var} (sidetrace {subcommand} {})", o.flag))
+                }
+                Some(_) => {}
+                // Every flag of the sidecar itself can come from a variable,
+                // as an injector sets them.
+                None if subcommand == "run" => missing.push(format!("a variable for sidetrace run {}", o.flag)),
+                None => {}
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README.md lacks (as a whole word):\n{}", missing.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
