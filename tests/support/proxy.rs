@@ -214,6 +214,19 @@ impl TestProxy {
         super::otlp::spans(&doc)
     }
 
+    /// The access log of a spawned sidetrace (`--access-log json`): its
+    /// stdout lines so far, parsed.
+    pub fn access_log(&mut self) -> Vec<Value> {
+        self.process().stdout_lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// The access log line whose `path` is `path`, once it is written (the
+    /// log has a thread of its own).
+    pub fn wait_for_access_log(&mut self, path: &str) -> Value {
+        let found = super::wait::until_sync(SETTLE, || self.access_log().into_iter().find(|l| l["path"] == path));
+        found.unwrap_or_else(|| panic!("no access log line for {path}\n{}", self.output()))
+    }
+
     /// `/metrics` in the classic text format, parsed.
     pub async fn metrics(&self) -> Metrics {
         let r = Client::http1().get(&format!("{}/metrics", self.admin_url())).send().await;

@@ -23,7 +23,10 @@ pub fn require<T>(what: &str, found: Result<T, String>) -> Option<T> {
         Ok(v) => Some(v),
         Err(why) if in_ci() => panic!("{what} cannot run here, and CI must not pass without it: {why}"),
         Err(why) => {
-            eprintln!("SKIPPED: {what}: {why}");
+            // Straight to stderr, past the test harness's capture, so the
+            // skip shows in a passing run.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {what}: {why}");
             None
         }
     }
