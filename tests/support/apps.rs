@@ -84,9 +84,13 @@ where
             connections.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
+                    async move {
+                        let head = req.method() == http::Method::HEAD;
+                        let resp = handler(req).await;
+                        Ok::<_, Infallible>(if head { without_body(resp) } else { resp })
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(sock), svc)
@@ -94,6 +98,18 @@ where
             });
         }
     });
+}
+
+/// The answer to a HEAD request: the GET answer's head, its length
+/// included when known, and no body (RFC 9110 §9.3.2). hyper leaves the
+/// body out by itself over HTTP/1 but not over HTTP/2.
+fn without_body(resp: Response<Body>) -> Response<Body> {
+    use hyper::body::Body as _;
+    let (mut head, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        head.headers.entry(http::header::CONTENT_LENGTH).or_insert_with(|| len.into());
+    }
+    Response::from_parts(head, full(Bytes::new()))
 }
 
 async fn listen() -> (TcpListener, SocketAddr) {
@@ -107,7 +123,7 @@ async fn listen() -> (TcpListener, SocketAddr) {
 ///   `Trailer` header when the request announced them, as HTTP/1 needs);
 /// - `/bytes/N`: N bytes of `pattern`, streamed in 64 KiB frames;
 /// - `/trailers`: a body followed by the trailer `x-checksum: abc`;
-/// - `/status/N`: answers N;
+/// - `/status/N`: answers N (with no body for 204 and 304);
 /// - `/slow/MS`: answers after MS milliseconds;
 /// - `/headers`: the request's headers as `name: value` lines, sorted;
 /// - `/respond?name=value&…`: answers 200 with those response headers
@@ -182,9 +198,15 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
             r
         }
         ("status", Some(code)) => {
-            let mut r = Response::new(full(format!("status {code}\n")));
-            *r.status_mut() =
-                code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            let status = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5);
+            // hyper leaves it out by itself over HTTP/1 but not over HTTP/2.
+            let body = match status {
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED => Bytes::new(),
+                _ => Bytes::from(format!("status {code}\n")),
+            };
+            let mut r = Response::new(full(body));
+            *r.status_mut() = status;
             r
         }
         ("slow", Some(ms)) => {
