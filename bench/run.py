@@ -48,6 +48,17 @@ LABEL = {
     "envoy": "Envoy 1.40, OTel tracer 100%",
     "nginx": "nginx, plain proxy",
 }
+# `--baseline BIN`: another sidetrace binary (an earlier commit, built in a
+# worktree of its own) run as one more path, with the same flags as
+# "sidetrace", in the same blocks and alternating order.
+BASELINE = {"bin": None, "allocs": None}
+
+
+def add_baseline(binary, allocs, label):
+    BASELINE["bin"], BASELINE["allocs"] = binary, allocs
+    PATHS.insert(2, "sidetrace_base")
+    PROXIES.insert(1, "sidetrace_base")
+    LABEL["sidetrace_base"] = f"sidetrace {label}, tracing 100% + OTLP"
 
 
 def log(*a):
@@ -537,7 +548,8 @@ class Fleet:
         for name in PROXIES:
             port, admin = free_port(), free_port()
             if name.startswith("sidetrace"):
-                argv = [bin_path("sidetrace"), "run", "--inbound", f"127.0.0.1:{port}", "--app", f"127.0.0.1:{b}",
+                binary = BASELINE["bin"] if name == "sidetrace_base" else bin_path("sidetrace")
+                argv = [binary, "run", "--inbound", f"127.0.0.1:{port}", "--app", f"127.0.0.1:{b}",
                         "--outbound", "off", "--admin", f"127.0.0.1:{admin}", "--access-log", "off",
                         "--otlp-endpoint", f"http://127.0.0.1:{s}", "--service-name", "bench", "--log", "warn"]
                 if name == "sidetrace_off":
@@ -840,7 +852,19 @@ class Bench:
                            preexec_fn=raise_nofile())
         if r.returncode != 0:
             raise RuntimeError(f"allocs failed: {r.stderr[-2000:]}")
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        if BASELINE["allocs"]:
+            argv[0] = BASELINE["allocs"]
+            log("allocation micro-benchmark, baseline:", " ".join(argv))
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=child_env(),
+                               preexec_fn=raise_nofile())
+            if r.returncode != 0:
+                raise RuntimeError(f"baseline allocs failed: {r.stderr[-2000:]}")
+            for row in json.loads(r.stdout.strip().splitlines()[-1])["results"]:
+                if row["path"] != "direct":
+                    row["path"] += "_baseline"
+                    out["results"].append(row)
+        return out
 
     def go(self):
         scenarios = {
@@ -1076,9 +1100,15 @@ def markdown(result):
                            ("rate_1k", "added_p50_us", "added p50 @1000 rps"),
                            ("rate_1k", "added_p99_us", "added p99 @1000 rps")]:
         st = g(scen, "sidetrace", k)
-        rows.append([label, fmt(ratio(st, g(scen, "envoy", k)), 2), fmt(ratio(st, g(scen, "nginx", k)), 2),
-                     fmt(ratio(st, g(scen, "sidetrace_off", k)), 2)])
-    L.append(table(["figure", "sidetrace / Envoy", "sidetrace / nginx", "tracing on / off"], rows))
+        row = [label, fmt(ratio(st, g(scen, "envoy", k)), 2), fmt(ratio(st, g(scen, "nginx", k)), 2),
+               fmt(ratio(st, g(scen, "sidetrace_off", k)), 2)]
+        if BASELINE["bin"]:
+            row.append(fmt(ratio(st, g(scen, "sidetrace_base", k)), 2))
+        rows.append(row)
+    head = ["figure", "sidetrace / Envoy", "sidetrace / nginx", "tracing on / off"]
+    if BASELINE["bin"]:
+        head.append("sidetrace / baseline")
+    L.append(table(head, rows))
     a = result.get("allocs")
     if a:
         L.append(f"\n### Heap allocations per request (sidetrace in-process, counting allocator, {a['requests']} sequential requests on one connection, direct subtracted)\n")
@@ -1086,6 +1116,7 @@ def markdown(result):
         names = {"direct": "direct (client + backend)", "tracing_otlp": "sidetrace, tracing + OTLP export",
                  "tracing_ring_only": "sidetrace, tracing, no exporter (spans to the ring only)",
                  "tracing_off": "sidetrace, tracing off"}
+        names.update({k + "_baseline": v + " (baseline)" for k, v in list(names.items()) if k != "direct"})
         for r in a["results"]:
             sizes = r.get("proxy_allocs_by_size") or {}
             by = " ".join(f"{k.replace('<=', '≤')}:{v:g}" for k, v in sizes.items())
@@ -1135,10 +1166,18 @@ def main():
     ap.add_argument("--write-md", action="store_true", help="also write BENCHMARKS.md in quick mode")
     ap.add_argument("--note", help="a note printed with the results (e.g. machine noise)")
     ap.add_argument("--render", metavar="JSON", help="only rewrite BENCHMARKS.md from a results file of an earlier run")
+    ap.add_argument("--baseline", metavar="BIN", help="another sidetrace binary (e.g. an earlier commit's) run as one more path")
+    ap.add_argument("--baseline-allocs", metavar="BIN", help="that commit's bench/ allocs binary, run after this one's")
+    ap.add_argument("--baseline-label", default="baseline", help="how the tables name the baseline")
     args = ap.parse_args()
+    if args.baseline:
+        add_baseline(os.path.abspath(args.baseline),
+                     os.path.abspath(args.baseline_allocs) if args.baseline_allocs else None, args.baseline_label)
     if args.render:
         with open(args.render) as f:
             result = json.load(f)
+        if result.get("baseline"):
+            add_baseline("(recorded)", None, result["baseline"])
         result["summary"] = summarize(result["runs"])
         result["targets"] = targets(result["summary"])
         write_md(result, result["targets"])
@@ -1164,7 +1203,7 @@ def main():
                        "d_lat1k": b.d_lat1k, "warmup_s": b.warm, "settle_s": b.settle, "big_bytes": b.big,
                        "idle_conns": b.idle_n, "envoy_concurrency": 2, "nginx_workers": 2,
                        "sidetrace_tokio_workers": os.cpu_count()},
-            "elapsed_s": time.time() - t0, "note": args.note,
+            "elapsed_s": time.time() - t0, "note": args.note, "baseline": args.baseline_label if args.baseline else None,
             "runs": b.runs, "allocs": allocs,
         }
         result["summary"] = summarize(b.runs)

@@ -67,6 +67,7 @@ export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
 # deploy/ checks: kubernetes-validate, @grafana/schema + typescript (tests/deploy_*.rs).
 source scripts/setup/observe.sh
 source scripts/setup/k8s.sh
+source scripts/setup/k8s-net.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --check

@@ -1,27 +1,32 @@
 //! sidetrace: a transparent HTTP sidecar proxy that records a span for
 //! every request it carries.
 //!
-//! The path of a request, module by module:
+//! The path of a request, module by module (ARCHITECTURE.md maps it to
+//! files):
 //!
 //! ```text
-//! client ─► listen (accept, SO_ORIGINAL_DST, detect) ─► http (hyper server conn)
-//!        ─► http::proxy (context extract, span start, headers, inject)
-//!        ─► http::pool (upstream HTTP/1 keep-alive or HTTP/2) ─► app / upstream
-//! response ◄─ http::body (stream, count, trailers) ─► http::record (finish once)
-//!        ─► metrics (RED, live stats) ─► export::SpanSink (try_send) ─► export task
-//!        ─► export::ring ─► admin (/api/traces; /metrics and /api/stats read `metrics`)
+//! client ─► listen (accept, SO_ORIGINAL_DST, detect; opaque TCP leaves here)
+//!        ─► http::serve (hyper server connection)
+//!        ─► http::stack: keepalive_layer ─► record_layer (context, destination,
+//!           span) ─► tower timeout ─► forward (rewrite, send)
+//!        ─► http::dedicated (inbound HTTP/1) | http::pool ─► dial ─► app / upstream
+//! response ◄─ http::response_body (stream, count, trailers)
+//!        ─► record::InFlight (finish once) ─► record::Recorder
+//!        ─► metrics (RED, live stats) · access_log · export::SpanSink (try_send)
+//!        ─► export pipeline ─► exporters, and the ring ─► admin (/api/traces)
 //! ```
 //!
-//! Non-HTTP connections leave at `listen::opaque`. `config` turns flags and
-//! environment into one `Config`; `Sidecar::start` wires the rest: the
-//! request path runs on `workers` (one single-threaded runtime per core,
-//! each with its own listeners and pools), while the export pipeline and
-//! the admin server run on the caller's runtime and meet the workers only
-//! through atomics and the span queue, which they poll.
+//! Imports go one way, from the stages down to the ground floor (`vocab`,
+//! `trace`, `config`); `tests/layering.rs` holds the order. `config` turns
+//! flags and environment into one `Config`; `Sidecar::start` wires the
+//! rest: the request path runs on `workers` (one single-threaded runtime
+//! per core, each with its own listeners and pools), while the export
+//! pipeline and the admin server run on the caller's runtime and meet the
+//! workers only through atomics and the span queue, which they poll.
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum.
 
 pub mod access_log;
 pub mod admin;
@@ -36,6 +41,7 @@ pub mod metrics;
 pub mod record;
 pub mod trace;
 pub mod vocab;
+pub mod web;
 pub mod workers;
 
 use config::Config;
@@ -67,6 +73,7 @@ pub struct Sidecar {
     exporter: JoinHandle<()>,
     export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
+    admin_state: Arc<admin::AdminState>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
     worker_threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -110,7 +117,8 @@ impl Sidecar {
         let exporter = tokio::spawn(pipeline.run());
         let (access_log, access_log_thread) = access_log::AccessLog::start(config.access_log).unzip();
         let s = &config.export.sampling;
-        let sampler = Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit));
+        let sampler =
+            Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit).with_rules(s.rules.clone()));
         let (signal, watch) = drain::channel();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,
@@ -129,6 +137,7 @@ impl Sidecar {
                 detect_timeout: config.detect_timeout,
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
+                trace_probes: config.trace_probes,
                 http1: {
                     let mut b = hyper::server::conn::http1::Builder::new();
                     b.timer(hyper_util::rt::TokioTimer::new());
@@ -157,6 +166,7 @@ impl Sidecar {
             metrics: metrics.clone(),
             export: stats.clone(),
             config: config.printable(),
+            shutdown: tokio::sync::Notify::new(),
         });
         let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
         admin_state.ready.store(true, Ordering::Release);
@@ -174,6 +184,7 @@ impl Sidecar {
             exporter,
             export_deadline,
             admin_task,
+            admin_state,
             access_log_thread,
             worker_threads,
         })
@@ -184,10 +195,18 @@ impl Sidecar {
         self.sink.queued()
     }
 
+    /// Resolves when `POST /shutdown` on the admin port asks the sidecar
+    /// to stop (as SIGTERM does).
+    pub async fn shutdown_requested(&self) {
+        self.admin_state.shutdown.notified().await
+    }
+
     /// Stops accepting, lets in-flight requests finish within the drain
     /// timeout, then flushes the spans. Returns whether the drain finished
-    /// in time.
+    /// in time. `/ready` answers 503 from the start, so that Kubernetes
+    /// stops sending new requests while the old ones finish.
     pub async fn shutdown(self) -> bool {
+        self.admin_state.ready.store(false, Ordering::Release);
         drop(self.sink);
         let deadline = std::time::Instant::now() + self.drain_timeout;
         let _ = self.export_deadline.send(Some(deadline));

@@ -1,4 +1,6 @@
-//! The `sidetrace` commands: parse, configure, run until SIGTERM/SIGINT.
+//! The `sidetrace` commands: `run` (parse, configure, run until SIGTERM,
+//! SIGINT or `POST /shutdown`), and the Kubernetes commands `inject`,
+//! `webhook`, `wait-ready` and `init-net`.
 //!
 //! Exit codes: 0 after a clean stop, 2 for bad input (a flag, a variable,
 //! a file named by one), 1 when the system refuses (a port in use, a
@@ -29,6 +31,8 @@ enum Command {
     Webhook(Box<sidetrace::k8s::webhook::WebhookArgs>),
     /// Wait until a sidecar's /ready answers 200 (a non-native sidecar's postStart hook).
     WaitReady(sidetrace::k8s::wait_ready::WaitReadyArgs),
+    /// Install the pod's redirect rules (nftables, table inet sidetrace) in this network namespace.
+    InitNet(sidetrace::k8s::init_net::InitNetArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Inject(cmd) => sidetrace::k8s::cli::run(&cmd),
         Command::Webhook(args) => sidetrace::k8s::webhook::run(&args),
         Command::WaitReady(args) => sidetrace::k8s::wait_ready::run(&args),
+        Command::InitNet(args) => sidetrace::k8s::init_net::main(&args),
     }
 }
 
@@ -92,7 +97,10 @@ fn run(args: &RunArgs) -> ExitCode {
             "sidetrace started"
         );
         tracing::info!(config = %config.printable(), "configuration");
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = sidecar.shutdown_requested() => {}
+        }
         tracing::info!("shutting down: draining in-flight requests");
         let drained = sidecar.shutdown().await;
         tracing::info!(drained, "stopped");

@@ -38,7 +38,25 @@ pub struct WorkerListeners {
     pub outbound: Option<std::net::TcpListener>,
 }
 
+/// `[::]` is dual-stack; in a network namespace without IPv6 (disabled by
+/// sysctl or the kernel) it cannot be bound, and `0.0.0.0` serves the same
+/// clients.
 fn bind_one(what: &'static str, addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, BindError> {
+    match bind_exact(what, addr, reuse_port) {
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED && no_ipv6(&e.source) => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            tracing::warn!(%addr, fallback = %v4, error = %e.source, "no IPv6 here; listening on IPv4 only");
+            bind_exact(what, v4, reuse_port)
+        }
+        r => r,
+    }
+}
+
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT))
+}
+
+fn bind_exact(what: &'static str, addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, BindError> {
     let err = |source| BindError { what, addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;

@@ -24,6 +24,8 @@ const RANKS: &[(&str, u32)] = &[
     ("trace", 1),
     ("config", 2),
     ("drain", 2),
+    // The one way sidetrace serves its own HTTP (admin, webhook).
+    ("web", 2),
     // Beside the path: injection into Kubernetes reads only the ground floor.
     ("k8s", 3),
     // What finished requests feed; the readers of what stages publish.

@@ -117,3 +117,27 @@ async fn two_sidecars_decide_alike_for_the_same_trace_id() {
     assert_eq!(c, d);
     assert_eq!(a, c, "one rule for every sidecar: the trace id's low 64 bits against the ratio");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_rules_set_the_ratio_by_route() {
+    let app = apps::echo().await;
+    let flags = ["--sampling-rule", "/health=0,/api/quiet/*=0", "--keep-slower-than", "0s"];
+    let proxy = TestProxy::to(app.addr).service("rules").flags(&flags).start().await;
+    let url = proxy.inbound_url();
+    for (path, status) in [
+        ("/health", 200),
+        ("/api/quiet/1", 200),
+        ("/api/loud/1", 200),
+        ("/health", 200),
+        ("/other", 200),
+        ("/status/500", 500),
+    ] {
+        assert_eq!(Client::http1().get(&format!("{url}{path}")).send().await.status, status, "{path}");
+    }
+    let kept = proxy.wait_for_spans(3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: BTreeSet<String> = proxy.spans().iter().map(|s| s.uri.path().to_string()).collect();
+    assert_eq!(paths, BTreeSet::from(["/api/loud/1", "/other", "/status/500"].map(String::from)), "{kept:#?}");
+    let sampled_out = proxy.sidecar().stats.sampled_out.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sampled_out, 3, "the routes sampled at 0 were counted as sampled out");
+}

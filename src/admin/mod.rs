@@ -1,6 +1,10 @@
 //! The admin server: liveness, readiness, the trace API, Prometheus
-//! metrics and live stats. It never sits on the request path; it reads what
-//! the export task left in the ring and snapshots the metrics' atomics.
+//! metrics, live stats, the configuration in force, and a way for a Job to
+//! stop its sidecar. It never sits on the request path; it reads what the
+//! export task left in the ring and snapshots the metrics' atomics.
+//!
+//! An axum router, served by `web::serve` like every HTTP server of
+//! sidetrace's own.
 
 use crate::export::otlp::Encoder;
 use crate::export::ring::Ring;
@@ -8,17 +12,20 @@ use crate::metrics::Metrics;
 use crate::metrics::expo::Format;
 use crate::metrics::export_health::ExportStats;
 use crate::trace::TraceId;
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
+use crate::web;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 pub struct AdminState {
+    /// Every listener is bound and no drain has begun.
     pub ready: AtomicBool,
     pub ring: Arc<Ring>,
     pub encoder: Arc<Encoder>,
@@ -26,88 +33,89 @@ pub struct AdminState {
     pub export: Arc<ExportStats>,
     /// The configuration as `Config::printable` renders it.
     pub config: serde_json::Value,
+    /// `POST /shutdown` asks for the same drain as SIGTERM.
+    pub shutdown: Notify,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(sock), svc)
-                .await;
-        });
+    web::serve(listener, router(state), None).await
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/live", get(|| async { text(StatusCode::OK, "live\n") }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/stats", get(|State(s): State<Arc<AdminState>>| async move { Json(s.metrics.stats()) }))
+        .route("/api/config", get(|State(s): State<Arc<AdminState>>| async move { Json(s.config.clone()) }))
+        .route("/api/traces", get(traces))
+        .route("/api/traces/{trace_id}", get(trace))
+        .route("/shutdown", post(shutdown))
+        .fallback(|| async {
+            text(
+                StatusCode::NOT_FOUND,
+                "not found; try /live, /ready, /metrics, /api/traces, /api/stats, /api/config\n",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "this path takes GET (POST for /shutdown)\n")
+        })
+        .with_state(state)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn ready(State(s): State<Arc<AdminState>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
 }
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
-    }
-    let path = req.uri().path();
-    match path {
-        "/live" => text(StatusCode::OK, "live\n"),
-        "/api/config" => json(&state.config),
-        "/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
-        "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => {
-            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-            let format = Format::negotiate(accept);
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render(format, &state.export))));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
-            r
-        }
-        "/api/stats" => json(&state.metrics.stats()),
-        "/api/traces" => {
-            let limit = match query_param(req.uri().query(), "limit").map(|v| v.parse::<usize>()) {
-                None => 100,
-                Some(Ok(n)) if n > 0 => n,
-                Some(_) => return text(StatusCode::BAD_REQUEST, "limit must be a positive whole number\n"),
-            };
-            json(&state.encoder.request(&state.ring.newest(limit)))
-        }
-        _ => match path.strip_prefix("/api/traces/") {
-            Some(id) => match TraceId::from_hex(id.as_bytes(), false).filter(TraceId::is_valid) {
-                None => text(StatusCode::BAD_REQUEST, "a trace id is 32 hex digits, not all zero\n"),
-                Some(id) => {
-                    let spans = state.ring.trace(id);
-                    if spans.is_empty() {
-                        return text(StatusCode::NOT_FOUND, "no spans of that trace are in the buffer\n");
-                    }
-                    json(&state.encoder.request(&spans))
-                }
-            },
-            None => text(StatusCode::NOT_FOUND, "not found; try /live, /ready, /metrics, /api/traces, /api/stats\n"),
-        },
-    }
+async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    ([(header::CONTENT_TYPE, format.content_type())], s.metrics.render(format, &s.export)).into_response()
 }
 
-fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|p| p.strip_prefix(key)?.strip_prefix('='))
+#[derive(serde::Deserialize)]
+struct TracesQuery {
+    limit: Option<String>,
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
+async fn traces(State(s): State<Arc<AdminState>>, Query(q): Query<TracesQuery>) -> Response {
+    let limit = match q.limit.map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => return text(StatusCode::BAD_REQUEST, "limit must be a positive whole number\n"),
+    };
+    Json(s.encoder.request(&s.ring.newest(limit))).into_response()
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(v) {
-        Ok(body) => {
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-            r
-        }
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "could not encode the response\n"),
+async fn trace(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let Some(id) = TraceId::from_hex(id.as_bytes(), false).filter(TraceId::is_valid) else {
+        return text(StatusCode::BAD_REQUEST, "a trace id is 32 hex digits, not all zero\n");
+    };
+    let spans = s.ring.trace(id);
+    if spans.is_empty() {
+        return text(StatusCode::NOT_FOUND, "no spans of that trace are in the buffer\n");
     }
+    Json(s.encoder.request(&spans)).into_response()
+}
+
+/// Like Istio's `/quitquitquit`: a Job's command stops its sidecar when it
+/// is done, where no native sidecar does it for it. Only from this
+/// machine: the admin port may be reachable from the network, and no one
+/// else may stop the proxy.
+async fn shutdown(State(s): State<Arc<AdminState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !web::is_local(peer) {
+        return text(StatusCode::FORBIDDEN, "/shutdown is only answered on loopback\n");
+    }
+    tracing::info!(%peer, "shutdown asked for on the admin port");
+    s.ready.store(false, Ordering::Release);
+    s.shutdown.notify_one();
+    text(StatusCode::ACCEPTED, "shutting down\n")
 }

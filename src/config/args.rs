@@ -95,6 +95,11 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_MAX_ROUTES", default_value = "200", value_parser = nonzero, value_name = "N")]
     pub max_routes: usize,
 
+    /// Record the kubelet's probes (User-Agent: kube-probe/…) as spans, log lines and request metrics,
+    /// like any request. By default they are forwarded but only counted, in sidetrace_probe_requests_total.
+    #[arg(long, env = "SIDETRACE_TRACE_PROBES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub trace_probes: bool,
+
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]
     pub log: String,

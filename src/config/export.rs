@@ -11,6 +11,7 @@ use super::export_args::{Compression, ExportArgs, OtlpProtocol};
 use super::parse::{header_pair, ratio};
 use super::ser;
 use super::tls::{self, TlsFiles};
+use crate::trace::sampling::SamplingRule;
 use clap::ValueEnum;
 use http::{HeaderName, HeaderValue, Uri};
 use serde::Serialize;
@@ -93,6 +94,8 @@ pub struct SpoolConfig {
 pub struct SamplingConfig {
     pub parent_based: bool,
     pub ratio: f64,
+    #[serde(serialize_with = "ser::displayed_list")]
+    pub rules: Vec<SamplingRule>,
     pub rate_limit: u32,
     #[serde(serialize_with = "ser::opt_duration")]
     pub keep_slower_than: Option<Duration>,
@@ -131,6 +134,7 @@ impl ExportConfig {
             sampling: SamplingConfig {
                 parent_based,
                 ratio: a.sampling_ratio.or(env_ratio).unwrap_or(1.0),
+                rules: a.sampling_rules.clone(),
                 rate_limit: a.sampling_rate_limit,
                 keep_slower_than: (!a.keep_slower_than.is_zero()).then_some(a.keep_slower_than),
             },

@@ -2,7 +2,8 @@
 //! `SIDETRACE_*` variable. The standard `OTEL_*` variables are read after
 //! these, in `config::export`.
 
-use super::parse::{byte_size, duration, header_pair, nonzero, ratio};
+use super::parse::{byte_size, duration, header_pair, nonzero, ratio, sampling_rule};
+use crate::trace::sampling::SamplingRule;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue};
 use std::path::PathBuf;
@@ -105,6 +106,11 @@ pub struct ExportArgs {
     /// [default: OTEL_TRACES_SAMPLER_ARG with OTEL_TRACES_SAMPLER, else 1]
     #[arg(long, env = "SIDETRACE_SAMPLING_RATIO", value_parser = ratio, value_name = "RATIO")]
     pub sampling_ratio: Option<f64>,
+
+    /// Ratio of new traces by route, PATTERN=RATIO (route patterns as for --route), e.g.
+    /// /health=0; repeat or comma-separate; the first match wins, other routes take --sampling-ratio.
+    #[arg(long = "sampling-rule", env = "SIDETRACE_SAMPLING_RULES", value_delimiter = ',', value_parser = sampling_rule, value_name = "PATTERN=RATIO")]
+    pub sampling_rules: Vec<SamplingRule>,
 
     /// New traces recorded per second at most; 0 for no cap.
     #[arg(long, env = "SIDETRACE_SAMPLING_RATE_LIMIT", default_value = "0", value_name = "N")]

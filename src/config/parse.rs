@@ -46,6 +46,10 @@ pub fn route(s: &str) -> Result<RoutePattern, String> {
     RoutePattern::parse(s)
 }
 
+pub fn sampling_rule(s: &str) -> Result<crate::trace::sampling::SamplingRule, String> {
+    crate::trace::sampling::SamplingRule::parse(s)
+}
+
 pub fn nonzero(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),

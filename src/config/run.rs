@@ -40,6 +40,7 @@ pub struct Config {
     pub workers: usize,
     /// sidetrace's own log filter, checked to be valid.
     pub log: String,
+    pub trace_probes: bool,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -79,6 +80,7 @@ impl Config {
             // available_parallelism honours cgroup CPU quotas, as a pod's limit sets them.
             workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             log: args.log.clone(),
+            trace_probes: args.trace_probes,
             resource,
             export: ExportConfig::from_args(&args.export, env)?,
         })

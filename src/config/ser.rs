@@ -25,6 +25,10 @@ pub fn header_names<S: Serializer>(h: &[(HeaderName, HeaderValue)], s: S) -> Res
     s.collect_seq(h.iter().map(|(k, _)| k.as_str()))
 }
 
+pub fn displayed_list<T: std::fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
 pub fn is_some<T, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bool(v.is_some())
 }

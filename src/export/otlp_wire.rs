@@ -288,6 +288,7 @@ mod tests {
             parent_span_id: None,
             sampled: true,
             tail: false,
+            probe: false,
             tracestate: None,
             direction: Direction::Inbound,
             start,

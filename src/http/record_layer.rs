@@ -85,7 +85,7 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> RecordFuture<S::Future> {
         let started = Instant::now();
-        let context = SpanContext::start(req.headers(), &self.shared.sampler);
+        let context = SpanContext::start(req.headers(), req.uri().path(), &self.shared.sampler);
         let dest = destination(&self.shared, &self.conn, &req);
         let span = span_record(&self.shared, &self.conn, &req, &context, dest.as_ref().ok());
         let mut rec = InFlight::new(self.shared.recorder.clone(), span, started);
@@ -114,6 +114,7 @@ fn span_record(
         parent_span_id: ctx.parent_span_id,
         sampled: ctx.sampled,
         tail: false,
+        probe: !shared.trace_probes && is_kube_probe(req.headers()),
         tracestate: ctx.tracestate.clone(),
         direction: shared.direction,
         start,
@@ -135,6 +136,11 @@ fn span_record(
         response_body_size: 0,
         error: None,
     }
+}
+
+/// The kubelet's HTTP probes say `User-Agent: kube-probe/<version>`.
+fn is_kube_probe(headers: &http::HeaderMap) -> bool {
+    headers.get(USER_AGENT).is_some_and(|ua| ua.as_bytes().starts_with(b"kube-probe/"))
 }
 
 pin_project! {

@@ -21,6 +21,8 @@ pub struct Shared {
     pub response_timeout: Option<Duration>,
     /// How long an HTTP/1 client connection may wait for its next request.
     pub idle_timeout: Option<Duration>,
+    /// Record the kubelet's probes like any request.
+    pub trace_probes: bool,
     pub http1: hyper::server::conn::http1::Builder,
     pub dialer: Arc<Dialer>,
     pub pool: Arc<Pool>,

@@ -1,24 +1,21 @@
 //! Kubernetes: the injection of the sidecar into pod templates
 //! (`inject`), its two front doors — `sidetrace inject` for files and
 //! pipelines (`cli`) and the mutating admission webhook (`webhook`) — and the
-//! start-up hold of a non-native sidecar (`wait_ready`).
-//!
-//! The pod's redirect rules (`sidetrace init-net`, nftables over netlink)
-//! live in `k8s::netfilter` / `k8s::init_net`, written beside this module;
-//! the numbers both sides must agree on are the constants below, and only
-//! here. The request path (probes making no span, `POST /shutdown`) is not
+//! start-up hold of a non-native sidecar (`wait_ready`); and the pod's
+//! redirect rules, `sidetrace init-net` (`init_net`), programmed as
+//! nftables over netlink (`netfilter`). The numbers the injector and
+//! init-net must agree on are the constants below, and only here. The request path (probes making no span, `POST /shutdown`) is not
 //! Kubernetes-specific and lives with the admin server and `http`.
 //!
 //! Layering: this module reads `config` (the ground floor) and nothing of
 //! the data path (`http`, `listen`, `export`, `metrics`).
 
-// Declared by the init-net work when it is merged:
-// pub mod init_net;
-// pub mod netfilter;
 pub mod cli;
 pub mod defaults;
 pub mod documents;
+pub mod init_net;
 pub mod inject;
+pub mod netfilter;
 pub mod wait_ready;
 pub mod webhook;
 

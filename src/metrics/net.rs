@@ -153,6 +153,8 @@ pub struct Net {
     tls_unnamed: TcpEntry,
     tls: Bounded<TcpCounters>,
     http1_idle: AtomicU64,
+    /// Kubelet probes forwarded: succeeded (2xx, 3xx), failed.
+    probes: [AtomicU64; 2],
 }
 
 impl Net {
@@ -166,7 +168,13 @@ impl Net {
             tls_unnamed: Arc::new(Entry { id: 0, name: "".into(), value: TcpCounters::new("tls", "") }),
             tls: Bounded::new(max_names, || TcpCounters::new("tls", OTHER)),
             http1_idle: AtomicU64::new(0),
+            probes: Default::default(),
         }
+    }
+
+    /// A kubelet probe went through; it is counted here and nowhere else.
+    pub fn probe(&self, succeeded: bool) {
+        self.probes[usize::from(!succeeded)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn overhead(&self, d: Duration) {
@@ -265,6 +273,17 @@ pub fn render(w: &mut Writer, dirs: &[(&'static str, &Net)]) {
                     w.counter(&f, &[("direction", d), ("protocol", p), ("outcome", o)], v);
                 }
             }
+        }
+    }
+    let f = w.family(
+        "sidetrace_probe_requests",
+        Kind::Counter,
+        None,
+        "Kubelet probes (User-Agent: kube-probe/) forwarded to the app; they make no span, no log line and no request metrics unless --trace-probes.",
+    );
+    for (d, n) in dirs {
+        for (o, c) in ["success", "failure"].iter().zip(&n.probes) {
+            w.counter(&f, &[("direction", d), ("outcome", o)], c.load(Ordering::Relaxed));
         }
     }
     render_tcp(w, dirs);

@@ -24,7 +24,9 @@ pub struct InFlight {
 
 impl InFlight {
     pub fn new(recorder: Arc<Recorder>, span: SpanRecord, started: Instant) -> Self {
-        recorder.metrics.request_started(&span);
+        if !span.probe {
+            recorder.metrics.request_started(&span);
+        }
         InFlight { recorder, span: Some(Box::new(span)), started, request_bytes: None, response_bytes: 0 }
     }
 

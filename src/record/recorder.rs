@@ -16,6 +16,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn record(&self, span: SpanRecord) {
+        if span.probe {
+            // Probes are not traffic: no span, no log line, no RED figures.
+            self.metrics.net.probe(span.status.is_some_and(|s| (200..400).contains(&s)));
+            return;
+        }
         self.metrics.record(&span);
         if let Some(log) = &self.access_log {
             log.log(&span);

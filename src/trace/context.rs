@@ -64,7 +64,7 @@ pub struct SpanContext {
 impl SpanContext {
     /// The context phase of a request: its parent's context if it carried a
     /// valid one, a new trace otherwise, and the head sampler's decision.
-    pub fn start(headers: &HeaderMap, sampler: &Sampler) -> SpanContext {
+    pub fn start(headers: &HeaderMap, path: &str, sampler: &Sampler) -> SpanContext {
         let ctx = extract(headers);
         let (trace_id, parent_span_id, parent_sampled, tracestate) = match ctx.parent {
             Some(p) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
@@ -74,7 +74,7 @@ impl SpanContext {
             trace_id,
             span_id: SpanId::random(),
             parent_span_id,
-            sampled: sampler.decide(trace_id, parent_sampled),
+            sampled: sampler.decide(trace_id, parent_sampled, path),
             tracestate,
             formats: ctx.formats,
         }

@@ -59,7 +59,7 @@ impl RoutePattern {
         &self.text
     }
 
-    fn matches(&self, path: &str) -> bool {
+    pub fn matches(&self, path: &str) -> bool {
         let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
         for seg in &self.segments {
             match (seg, parts.next()) {

@@ -19,6 +19,9 @@ pub struct SpanRecord {
     pub sampled: bool,
     /// Kept although unsampled, because it failed or was slow.
     pub tail: bool,
+    /// A kubelet probe (`User-Agent: kube-probe/…`): counted apart, not
+    /// traced, unless `--trace-probes`.
+    pub probe: bool,
     pub tracestate: Option<HeaderValue>,
     /// Inbound makes a SERVER span, outbound a CLIENT span.
     pub direction: Direction,

@@ -96,13 +96,15 @@ pub enum Form {
     OneOf(&'static [&'static str]),
     Ports,
     Text,
+    /// `PATTERN=RATIO,…`, as `--sampling-rule` takes them.
+    SamplingRules,
 }
 
 /// Annotation (after `sidetrace.io/`) → the sidecar's variable, and the
 /// form of its value. The README's annotation table lists the same rows.
 pub const PASS_THROUGH: &[(&str, &str, Form)] = &[
     ("sampling", "SIDETRACE_SAMPLING_RATIO", Form::Ratio),
-    ("sampling-rules", "SIDETRACE_SAMPLING_RULES", Form::Text),
+    ("sampling-rules", "SIDETRACE_SAMPLING_RULES", Form::SamplingRules),
     ("sampling-rate-limit", "SIDETRACE_SAMPLING_RATE_LIMIT", Form::Count),
     ("keep-slower-than", "SIDETRACE_KEEP_SLOWER_THAN", Form::Duration),
     ("otlp-endpoint", "SIDETRACE_OTLP_ENDPOINT", Form::Url),
@@ -113,6 +115,7 @@ pub const PASS_THROUGH: &[(&str, &str, Form)] = &[
     ("opaque-ports", "SIDETRACE_OPAQUE_PORTS", Form::Ports),
     ("routes", "SIDETRACE_ROUTES", Form::Text),
     ("redact-query-keys", "SIDETRACE_REDACT_QUERY_KEYS", Form::Text),
+    ("trace-probes", "SIDETRACE_TRACE_PROBES", Form::OneOf(&["true", "false"])),
 ];
 
 /// Annotations that only mark or name things and are not options.
@@ -277,6 +280,11 @@ fn checked(form: Form, v: &str) -> Result<String, String> {
         Form::OneOf(allowed) => Err(format!("is not one of {}", allowed.join(", "))),
         Form::Ports => ports(v).map(|p| p.iter().map(u16::to_string).collect::<Vec<_>>().join(",")),
         Form::Text => text(v),
+        Form::SamplingRules => v
+            .split(',')
+            .map(|r| crate::config::parse::sampling_rule(r.trim()).map(|r| r.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|rules| rules.join(",")),
     }
 }
 

@@ -8,7 +8,7 @@
 //!   container with a postStart hook that holds the app's start until the
 //!   proxy is ready (`sidetrace wait-ready`);
 //! - with `redirect` interception, the `sidetrace-init` init container that
-//!   runs `sidetrace init-net` — the only container with NET_ADMIN/NET_RAW;
+//!   runs `sidetrace init-net` — the only container with NET_ADMIN;
 //! - identity from the downward API, `OTEL_SERVICE_NAME`, the options as
 //!   `SIDETRACE_*` variables, Prometheus scrape annotations, resources sized
 //!   from BENCHMARKS.md and a least-privilege security context;
@@ -307,10 +307,21 @@ fn sidecar_container(
         env.push(json!({"name": "OTEL_SERVICE_NAME", "value": name}));
     }
     let mut ports = vec![json!({"name": ADMIN_PORT_NAME, "containerPort": ADMIN_PORT, "protocol": "TCP"})];
-    if let Some((proxy, app)) = ports_mode {
-        env.push(json!({"name": "SIDETRACE_INBOUND", "value": format!("0.0.0.0:{proxy}")}));
-        env.push(json!({"name": "SIDETRACE_APP", "value": format!("127.0.0.1:{app}")}));
-        ports.push(json!({"name": PROXY_PORT_NAME, "containerPort": proxy, "protocol": "TCP"}));
+    match ports_mode {
+        Some((proxy, app)) => {
+            env.push(json!({"name": "SIDETRACE_INBOUND", "value": format!("0.0.0.0:{proxy}")}));
+            env.push(json!({"name": "SIDETRACE_APP", "value": format!("127.0.0.1:{app}")}));
+            ports.push(json!({"name": PROXY_PORT_NAME, "containerPort": proxy, "protocol": "TCP"}));
+        }
+        // Redirected IPv6 arrives on IPv6 addresses (the outbound rule sends
+        // it to ::1), so both listeners are dual-stack; sidetrace falls back
+        // to IPv4 where the pod has no IPv6. Outside connections to the
+        // outbound port are themselves redirected to the inbound port, so
+        // listening on every address does not make it a relay.
+        None => {
+            env.push(json!({"name": "SIDETRACE_INBOUND", "value": format!("[::]:{INBOUND_PORT}")}));
+            env.push(json!({"name": "SIDETRACE_OUTBOUND", "value": format!("[::]:{OUTBOUND_PORT}")}));
+        }
     }
     for (name, value) in &options.env {
         env.push(json!({"name": name, "value": value}));
@@ -367,7 +378,7 @@ fn restricted_context() -> Value {
     })
 }
 
-/// `sidetrace init-net`: the only container with NET_ADMIN and NET_RAW.
+/// `sidetrace init-net`: the only container with NET_ADMIN.
 /// It runs as root because Kubernetes gives added capabilities to a
 /// non-root process only through file capabilities, which a `FROM
 /// scratch` image's binary does not carry (Istio's istio-init does the
@@ -411,7 +422,8 @@ fn init_container(options: &Options, injector: &Injector) -> Value {
             "runAsGroup": 0,
             "readOnlyRootFilesystem": true,
             "allowPrivilegeEscalation": false,
-            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            // Programming nftables over netlink needs NET_ADMIN only.
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     })

@@ -18,7 +18,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Args;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,7 +106,7 @@ fn start(args: &WebhookArgs) -> Result<(), WebhookError> {
             TcpListener::bind(args.listen).await.map_err(|source| WebhookError::Bind { addr: args.listen, source })?;
         tracing::info!(listen = %args.listen, image = %injector.image, "sidetrace webhook started");
         tokio::select! {
-            () = serve(listener, Arc::new(tls), router(Arc::new(injector))) => {}
+            () = crate::web::serve(listener, router(Arc::new(injector)), Some(Arc::new(tls))) => {}
             () = super_signal() => tracing::info!("stopping"),
         }
         Ok(())
@@ -132,29 +131,6 @@ async fn mutate(State(injector): State<Arc<Injector>>, body: Bytes) -> Response 
             tracing::warn!(error = %e, "malformed AdmissionReview");
             (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
-    }
-}
-
-/// Accepts TLS connections and serves HTTP/1.1 or HTTP/2 on each.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 
