@@ -171,10 +171,6 @@ impl TestProxy {
         format!("http://{}", self.inbound.expect("an inbound listener"))
     }
 
-    pub fn outbound_url(&self) -> String {
-        format!("http://{}", self.outbound.expect("an outbound listener"))
-    }
-
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin.expect("an admin listener"))
     }

@@ -14,11 +14,6 @@ pub fn venv_python() -> PathBuf {
     env_or_repo("SIDETRACE_TEST_PYTHON", "target/test-venv/bin/python")
 }
 
-/// A program installed in the venv beside its python.
-pub fn venv_bin(program: &str) -> PathBuf {
-    venv_python().parent().unwrap_or(Path::new(".")).join(program)
-}
-
 /// The venv's python if it imports every one of `modules`; else the rule.
 pub fn with(modules: &[&str]) -> Option<PathBuf> {
     let python = venv_python();
