@@ -3,16 +3,18 @@
 # the Rust toolchain, then runs the checks: rustfmt, clippy, every test.
 #
 # Idempotent: when every package is present it touches neither apt nor the
-# network and goes straight to cargo. The transparent-mode test
-# (tests/transparent.rs) needs root for network namespaces and iptables; run
-# as another user it prints why and skips.
+# network and goes straight to cargo. The transparent-mode tests
+# (tests/transparent_*.rs) need root for network namespaces and iptables; run
+# as another user they print why and skip, and under CI=true they fail
+# (tests/support/tools.rs: a test never passes in CI without running).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# curl: the tests' HTTP client; iptables + iproute2: transparent mode in
-# network namespaces; python3: the test app; ca-certificates: for curl;
-# openssl: a TLS server for the passthrough test; python3-venv: the Python
+# curl: the Expect: 100-continue test (the tests' own HTTP client is
+# tests/support/client.rs); iptables + iproute2: transparent mode in
+# network namespaces; python3: the test apps; ca-certificates: for curl;
+# openssl: the tests' certificates and a TLS server; python3-venv: the Python
 # peers' virtual environment (below); procps: sysctl for the IPv6 namespace
 # test; prometheus: promtool and a real
 # Prometheus server for tests/metrics.rs.

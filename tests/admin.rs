@@ -3,19 +3,11 @@
 
 mod support;
 
-use sidetrace::config::Config;
-use support::*;
-
-fn get(url: &str) -> (String, String) {
-    let out = curl(&["-s", "-w", "\n%{http_code}", url]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.to_string(), body.to_string())
-}
+use support::{Client, TestProxy, apps};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_config_and_bad_requests() {
-    let app = echo_app().await;
+    let app = apps::echo().await;
     let flags = [
         "--otlp-endpoint",
         "http://127.0.0.1:1",
@@ -24,13 +16,15 @@ async fn probes_config_and_bad_requests() {
         "--route",
         "/users/{id}",
     ];
-    let proxy = proxy_with(Config::local_with(app.addr, "admin-test", &flags)).await;
-    let admin = format!("http://{}", proxy.admin.unwrap());
-    assert_eq!(get(&format!("{admin}/live")).0, "200");
-    assert_eq!(get(&format!("{admin}/ready")).0, "200");
+    let proxy = TestProxy::to(app.addr).service("admin-test").flags(&flags).start().await;
+    let admin = proxy.admin_url();
+    let client = Client::http1();
+    assert_eq!(client.get(&format!("{admin}/live")).send().await.status, 200);
+    assert_eq!(client.get(&format!("{admin}/ready")).send().await.status, 200);
 
-    let (code, body) = get(&format!("{admin}/api/config"));
-    assert_eq!(code, "200");
+    let r = client.get(&format!("{admin}/api/config")).send().await;
+    assert_eq!(r.status, 200);
+    let body = r.text();
     let config: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(config["app"], app.addr.to_string());
     assert_eq!(config["resource"]["service.name"], "admin-test");
@@ -39,17 +33,17 @@ async fn probes_config_and_bad_requests() {
     assert!(!body.contains("s3cr3t"), "an export header value leaked: {body}");
 
     for (path, want) in [
-        ("/api/traces?limit=0", "400"),
-        ("/api/traces?limit=ten", "400"),
-        ("/api/traces/nothex", "400"),
-        ("/api/traces/00000000000000000000000000000000", "400"),
-        ("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736", "404"),
-        ("/nope", "404"),
+        ("/api/traces?limit=0", 400),
+        ("/api/traces?limit=ten", 400),
+        ("/api/traces/nothex", 400),
+        ("/api/traces/00000000000000000000000000000000", 400),
+        ("/api/traces/4bf92f3577b34da6a3ce929d0e0e4736", 404),
+        ("/nope", 404),
     ] {
-        let (code, body) = get(&format!("{admin}{path}"));
-        assert_eq!(code, want, "{path}: {body}");
-        assert!(!body.is_empty(), "{path}: an error says why");
+        let r = client.get(&format!("{admin}{path}")).send().await;
+        assert_eq!(r.status, want, "{path}: {}", r.text());
+        assert!(!r.body.is_empty(), "{path}: an error says why");
     }
-    let post = curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", &format!("{admin}/api/traces")]);
-    assert_eq!(String::from_utf8_lossy(&post.stdout), "405");
+    let post = client.post(&format!("{admin}/api/traces")).send().await;
+    assert_eq!(post.status, 405);
 }

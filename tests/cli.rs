@@ -1,31 +1,12 @@
 //! The command line as users meet it: bad input gets one clear line and
-//! exit code 2; SIGTERM drains in-flight requests and exits 0.
+//! exit code 2; every flag of every command is documented in README.md
+//! with its variable; SIGTERM drains in-flight requests and exits 0.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::*;
-
-fn sidetrace(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidetrace"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    // Bind nothing real if parsing were to succeed by mistake.
-    cmd.args(["--admin", "off"]).stdin(Stdio::null());
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    for _ in 0..100 {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("sidetrace {args:?} kept running: bad input must exit");
-}
+use support::proxy::sidetrace;
+use support::{Client, TestProxy, apps, wait};
 
 /// Arguments, environment, and what the error line must name.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
@@ -48,7 +29,13 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["frobnicate"], &[], "frobnicate"),
     ];
     for (args, env, names) in cases {
-        let out = sidetrace(args, env);
+        // Bind nothing real if parsing were to succeed by mistake.
+        let argv: Vec<&str> = args.iter().copied().chain(["--admin", "off"]).collect();
+        let mut run = sidetrace(&argv).limit(Duration::from_secs(2));
+        for (k, v) in *env {
+            run = run.env(k, v);
+        }
+        let out = run.output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line:\n{stderr}");
@@ -58,119 +45,116 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn a_port_in_use_is_an_error_with_several_workers_too() {
-    let port = closed_port().port();
-    let inbound = format!("127.0.0.1:{port}");
-    let app = closed_port().to_string();
-    let args = ["run", "--inbound", &inbound, "--app", &app, "--outbound", "off", "--workers", "2"];
-    let first = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-            .args(args)
-            .args(["--admin", "off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_for_port(port), "the first sidetrace did not start");
+    let app = apps::refusing().to_string();
+    let first = TestProxy::builder().flags(&["--app", &app, "--outbound", "off", "--admin", "off", "--workers", "2"]);
+    let first = first.spawn();
+    let inbound = first.inbound.unwrap().to_string();
     // Both would set SO_REUSEPORT; the second must not share the port.
-    let out = sidetrace(&args, &[]);
+    let args = ["run", "--inbound", &inbound, "--app", &app, "--outbound", "off", "--admin", "off", "--workers", "2"];
+    let out = sidetrace(&args).output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&inbound) && stderr.contains("--inbound"), "{stderr}");
     drop(first);
 }
 
-#[test]
-fn help_lists_every_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sidetrace")).args(["run", "--help"]).output().unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap_or_default();
-    for flag in [
-        "--inbound",
-        "--app",
-        "--outbound",
-        "--admin",
-        "--service-name",
-        "--access-log",
-        "--opaque-ports",
-        "--detect-timeout",
-        "--drain-timeout",
-        "--connect-timeout",
-        "--response-timeout",
-        "--route",
-        "--redact-query-keys",
-        "--trace-buffer",
-        "--queue-size",
-        "--max-routes",
-        "--log",
-        "--workers",
-        "--otlp-endpoint",
-        "--otlp-protocol",
-        "--otlp-header",
-        "--otlp-compression",
-        "--otlp-timeout",
-        "--otlp-ca",
-        "--otlp-client-cert",
-        "--otlp-client-key",
-        "--zipkin-endpoint",
-        "--export-batch-size",
-        "--export-delay",
-        "--export-concurrency",
-        "--retry-initial",
-        "--retry-max",
-        "--retry-max-elapsed",
-        "--spool-dir",
-        "--spool-max-bytes",
-        "--sampling-ratio",
-        "--sampling-rate-limit",
-        "--keep-slower-than",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
-        assert!(readme.contains(flag), "README lacks {flag}");
-        let env = format!("SIDETRACE_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
-        let env = match flag {
-            "--route" => "SIDETRACE_ROUTES".to_string(),
-            "--otlp-header" => "SIDETRACE_OTLP_HEADERS".to_string(),
-            _ => env,
-        };
-        assert!(help.contains(&env), "--help lacks {env}");
+/// One option of a command's `--help`: its long flag and the variable
+/// clap reads it from (`[env: NAME=]`), if any.
+#[derive(Debug)]
+struct Opt {
+    flag: String,
+    var: Option<String>,
+}
+
+/// Every option `sidetrace SUBCOMMAND --help` lists, read from clap's own
+/// output.
+fn options(subcommand: &str) -> Vec<Opt> {
+    let out = sidetrace(&[subcommand, "--help"]).output();
+    assert!(out.status.success(), "{subcommand} --help: {}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut opts: Vec<Opt> = Vec::new();
+    for line in help.lines() {
+        // clap indents an entry's first line by at most six spaces, its
+        // description further.
+        let indent = line.len() - line.trim_start().len();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if indent <= 6 && words.first().is_some_and(|w| w.starts_with('-')) {
+            let flag = words.iter().map(|w| w.trim_end_matches(',')).find(|w| w.starts_with("--"));
+            let flag = flag.unwrap_or_else(|| panic!("{subcommand}: an option without a long flag: {line:?}"));
+            opts.push(Opt { flag: flag.to_string(), var: None });
+        }
+        if let Some(at) = line.find("[env: ") {
+            let var: String = line[at + 6..].chars().take_while(|c| *c != '=' && *c != ']').collect();
+            opts.last_mut().expect("an [env: …] inside an option's entry").var = Some(var);
+        }
     }
+    assert!(opts.len() >= 3, "{subcommand} --help lists no options?\n{help}");
+    opts.retain(|o| o.flag != "--help" && o.flag != "--version");
+    opts
+}
+
+/// Whether `word` occurs in `text` as a whole word: not as a piece of a
+/// longer flag or variable (`--retry-max` inside `--retry-max-elapsed`).
+fn has_word(text: &str, word: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(part) && !after.is_some_and(part)
+    })
+}
+
+#[test]
+fn has_word_sees_whole_flags_only() {
+    assert!(has_word("| `--retry-max DURATION` |", "--retry-max"));
+    assert!(!has_word("| `--retry-max-elapsed DURATION` |", "--retry-max"));
+    assert!(!has_word("`SIDETRACE_RETRY_MAX_ELAPSED`", "SIDETRACE_RETRY_MAX"));
+    assert!(has_word("--log, SIDETRACE_LOG.", "SIDETRACE_LOG"));
+}
+
+#[test]
+fn readme_documents_every_flag_of_every_command_with_its_variable() {
+    let readme = support::tools::read("README.md");
+    let mut missing = Vec::new();
+    for subcommand in ["run", "inject", "webhook", "wait-ready"] {
+        for o in options(subcommand) {
+            if !has_word(&readme, &o.flag) {
+                missing.push(format!("sidetrace {subcommand} {}", o.flag));
+            }
+            match &o.var {
+                Some(var) if !has_word(&readme, var) => {
+                    missing.push(format!("{var} (sidetrace {subcommand} {})", o.flag))
+                }
+                Some(_) => {}
+                // Every flag of the sidecar itself can come from a variable,
+                // as an injector sets them.
+                None if subcommand == "run" => missing.push(format!("a variable for sidetrace run {}", o.flag)),
+                None => {}
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README.md lacks (as a whole word):\n{}", missing.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
-    let app = echo_app().await;
-    let port = closed_port().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-        .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.addr.to_string()])
-        .args(["--outbound", "off", "--admin", "off", "--access-log", "json", "--drain-timeout", "10s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(tokio::task::spawn_blocking(move || wait_for_port(port)).await.unwrap(), "proxy did not start");
-    let url = format!("http://127.0.0.1:{port}/slow/1500");
-    let slow = tokio::task::spawn_blocking(move || curl(&["-w", " %{http_code}", &url]));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // SAFETY: kill(2) with a pid we own.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = slow.await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "slow hello\n 200", "the in-flight request finished");
-    let status = tokio::task::spawn_blocking(move || {
-        let stdout = child.stdout.take().unwrap();
-        let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
-        (child.wait().unwrap(), lines)
-    })
-    .await
-    .unwrap();
-    assert_eq!(status.0.code(), Some(0));
+    let app = apps::echo().await;
+    let flags = ["--outbound", "off", "--admin", "off", "--access-log", "json", "--drain-timeout", "10s"];
+    let mut proxy = TestProxy::to(app.addr).flags(&flags).spawn();
+    let inbound = proxy.inbound.unwrap();
+    let url = format!("{}/slow/1500", proxy.inbound_url());
+    let slow = tokio::spawn(async move { Client::http1().get(&url).send().await });
+    // Signal once the request is in flight: the app has it.
+    let in_flight = wait::until(Duration::from_secs(10), async || !app.seen.lock().unwrap().is_empty()).await;
+    assert!(in_flight.is_some(), "the request never reached the app");
+    proxy.process().signal(libc::SIGTERM);
+    let r = slow.await.unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "slow hello\n"), "the in-flight request finished");
+    let status = proxy.process().wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", proxy.output());
     // Its access log line was flushed before exit.
-    assert!(
-        status.1.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")),
-        "{:?}",
-        status.1
-    );
+    let lines = proxy.process().stdout_lines();
+    assert!(lines.iter().any(|l| l.contains("\"path\":\"/slow/1500\"") && l.contains("\"status\":200")), "{lines:?}");
     // And the listener is gone.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(tokio::net::TcpStream::connect(inbound).await.is_err());
 }

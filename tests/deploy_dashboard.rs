@@ -33,7 +33,7 @@
 //!   refused upstream connects) are pending or firing with the labels the
 //!   scrape gave.
 
-mod deploy_support;
+mod support;
 
 #[allow(dead_code)]
 #[path = "../examples/apps/consumer.rs"]
@@ -42,13 +42,14 @@ mod consumer;
 #[path = "../examples/apps/producer.rs"]
 mod producer;
 
-use deploy_support::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::prometheus::Prometheus;
+use support::tools::{prometheus, promtool, read, repo, run_ok, tsc};
+use support::{Client, TestProxy, apps, collectors, wait};
 
 const DASHBOARD: &str = "deploy/grafana/sidetrace.json";
 const SCRAPE_CONFIG: &str = "deploy/examples/prometheus/prometheus.yml";
@@ -198,95 +199,6 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Polls `done` every 200 ms for at most `limit`; returns whether it held.
-fn wait(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A child process killed when dropped; its stderr goes to `log`.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(program: &str, args: &[String], log: PathBuf) -> Proc {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    Proc { child, log }
-}
-
-/// GET with curl; (status, body).
-fn get(url: &str, params: &[(&str, &str)]) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-G", "-o", "-", "-w", "\n%{http_code}", "--max-time", "30", url]);
-    for (k, v) in params {
-        cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
-    }
-    let out = cmd.output().expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-struct Prometheus {
-    proc: Proc,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
-        let (status, body) = get(&format!("{}/api/v1/{path}", self.url), params);
-        assert_eq!(status, 200, "{path} {params:?}: {body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "success", "{path} {params:?}: {body}");
-        v["data"].clone()
-    }
-
-    fn instant(&self, query: &str) -> Vec<Value> {
-        self.api("query", &[("query", query)])["result"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.proc.child.kill();
-        let _ = self.proc.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The file_sd target list standing in for Kubernetes pod discovery: what
 /// role `pod` gives for two injected pods (one target per declared
 /// container port, or the bare pod IP for a pod without ports), a pod
@@ -333,8 +245,8 @@ fn pod_targets(consumer_admin: u16, consumer_app: u16, producer_admin: u16) -> V
         with_port(consumer.clone(), consumer_app, "http"),
         with_port(consumer, consumer_admin, "sidetrace-admin"),
         {"targets": ["127.0.0.1"], "labels": producer},
-        with_port(unannotated, free_port(), "http"),
-        with_port(finished, free_port(), "http"),
+        with_port(unannotated, apps::refusing().port(), "http"),
+        with_port(finished, apps::refusing().port(), "http"),
     ])
 }
 
@@ -358,43 +270,16 @@ fn test_scrape_config(targets: &std::path::Path) -> String {
     config
 }
 
-/// An OTLP/HTTP endpoint that accepts every export (an empty
-/// ExportTraceServiceResponse is a full success).
-async fn accepting_collector() -> SocketAddr {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    use http_body_util::BodyExt;
-                    let _ = req.into_body().collect().await;
-                    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-                    resp.headers_mut().insert("content-type", "application/x-protobuf".parse().unwrap());
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(sock), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// One GET through an HTTP proxy (absolute-form) or straight to a server
-/// (origin-form); the status, or None when the connection failed.
+/// (origin-form); the status, or None when the call failed.
 async fn one_get(to: SocketAddr, uri: &str) -> Option<u16> {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(to).await.ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
-    tokio::spawn(conn);
-    let req = hyper::Request::get(uri).header("host", "consumer").body(http_body_util::Empty::<bytes::Bytes>::new());
-    let resp = sender.send_request(req.ok()?).await.ok()?;
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    Some(status)
+    let client = Client::http1();
+    let call = match uri.starts_with("http") {
+        true => client.get(uri).via(to),
+        false => client.get(&format!("http://{to}{uri}")),
+    };
+    let r = call.header("host", "consumer").try_send().await.ok()?;
+    Some(r.status.as_u16())
 }
 
 /// Grafana's formatting of a multi-value variable inside a `=~"..."`
@@ -460,57 +345,35 @@ fn finite_values(series: &Value) -> Vec<f64> {
     points.iter().filter_map(|p| p[1].as_str()?.parse::<f64>().ok()).filter(|v| v.is_finite()).collect()
 }
 
-#[test]
-fn every_panel_query_returns_data_from_a_real_prometheus() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_returns_data_from_a_real_prometheus() {
     let (Some(promtool), Some(_)) = (promtool(), prometheus()) else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = std::env::temp_dir().join(format!("sidetrace-deploy-dashboard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::tools::scratch_dir("deploy-dashboard");
 
     // The demo's consumer app, an accepting collector for the producer's
     // exporter, and a closed port for the consumer's.
-    let app = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(consumer::run(listener));
-        addr
-    });
-    let collector = rt.block_on(accepting_collector());
-    let closed = free_port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(consumer::run(listener));
+    let collector = collectors::ok().await;
+    let closed = apps::refusing();
 
-    let (c_in, c_admin, p_out, p_admin) = (free_port(), free_port(), free_port(), free_port());
-    let sidetrace = env!("CARGO_BIN_EXE_sidetrace");
-    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let common = ["--access-log", "off", "--workers", "1", "--export-delay", "200ms"];
-    let consumer_sidecar = spawn(
-        sidetrace,
-        &[
-            args(&["run", "--service-name", "consumer", "--outbound", "off", "--max-routes", "2"]),
-            args(&["--inbound", &format!("127.0.0.1:{c_in}"), "--app", &app.to_string()]),
-            args(&["--admin", &format!("127.0.0.1:{c_admin}")]),
-            args(&["--otlp-endpoint", &format!("http://127.0.0.1:{closed}")]),
-            args(&["--retry-initial", "100ms", "--retry-max", "200ms", "--retry-max-elapsed", "1s"]),
-            args(&common),
-        ]
-        .concat(),
-        dir.join("consumer.log"),
-    );
-    let producer_sidecar = spawn(
-        sidetrace,
-        &[
-            args(&["run", "--service-name", "producer", "--inbound", "off"]),
-            args(&["--outbound", &format!("127.0.0.1:{p_out}"), "--admin", &format!("127.0.0.1:{p_admin}")]),
-            args(&["--otlp-endpoint", &format!("http://{collector}")]),
-            args(&common),
-        ]
-        .concat(),
-        dir.join("producer.log"),
-    );
-    for (sidecar, admin) in [(&consumer_sidecar, c_admin), (&producer_sidecar, p_admin)] {
-        let ready = wait(Duration::from_secs(30), || get(&format!("http://127.0.0.1:{admin}/ready"), &[]).0 == 200);
-        assert!(ready, "sidecar not ready:\n{}", sidecar.log());
-    }
+    let consumer_otlp = format!("http://{closed}");
+    let consumer_sidecar = TestProxy::to(app)
+        .service("consumer")
+        .flags(&["--outbound", "off", "--max-routes", "2", "--otlp-endpoint", &consumer_otlp])
+        .flags(&["--retry-initial", "100ms", "--retry-max", "200ms", "--retry-max-elapsed", "1s"])
+        .flags(&common)
+        .spawn();
+    let producer_otlp = format!("http://{collector}");
+    let producer_sidecar = TestProxy::builder()
+        .service("producer")
+        .flags(&["--inbound", "off", "--otlp-endpoint", &producer_otlp])
+        .flags(&common)
+        .spawn();
+    let (c_in_addr, c_admin) = (consumer_sidecar.inbound.unwrap(), consumer_sidecar.admin.unwrap().port());
+    let (p_out_addr, p_admin) = (producer_sidecar.outbound.unwrap(), producer_sidecar.admin.unwrap().port());
 
     // Prometheus, through the example's relabeling, with the rules.
     let targets = dir.join("pods.json");
@@ -519,29 +382,13 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     std::fs::write(&config, test_scrape_config(&targets)).unwrap();
     let checked = run_ok(Command::new(&promtool).args(["check", "config"]).arg(&config));
     assert!(String::from_utf8_lossy(&checked.stdout).contains("SUCCESS"));
-    let port = free_port();
-    let prom = Prometheus {
-        proc: spawn(
-            "prometheus",
-            &[
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-            ],
-            dir.join("prometheus.log"),
-        ),
-        url: format!("http://127.0.0.1:{port}"),
-        dir: dir.clone(),
-    };
-    let log = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    let ready = wait(Duration::from_secs(60), || get(&format!("{}/-/ready", prom.url), &[]).0 == 200);
-    assert!(ready, "prometheus did not start:\n{}", log());
-    let both_up = wait(Duration::from_secs(30), || prom.instant("up == 1").len() == 2);
-    assert!(both_up, "targets: {}\n{}", prom.api("targets", &[]), log());
+    let prom = Prometheus::start(&dir, &config, &[]).await;
+    let both_up = wait::until(Duration::from_secs(30), async || prom.instant("up == 1").await.len() == 2).await;
+    assert!(both_up.is_some(), "targets: {}\n{}", prom.api("targets", &[]).await, prom.log());
 
     // Exactly the two annotated, running pods, once each, labelled as the
     // README says (service by app.kubernetes.io/name, else the workload).
-    let active = prom.api("targets", &[])["activeTargets"].as_array().unwrap().clone();
+    let active = prom.api("targets", &[]).await["activeTargets"].as_array().unwrap().clone();
     let mut seen: Vec<(String, String, String, String)> = active
         .iter()
         .map(|t| {
@@ -563,50 +410,47 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     // by time and by its 5 ms interval), routes past --max-routes, and
     // calls to a closed port.
     let started = now();
-    let (p_out_addr, c_in_addr): (SocketAddr, SocketAddr) =
-        (format!("127.0.0.1:{p_out}").parse().unwrap(), format!("127.0.0.1:{c_in}").parse().unwrap());
     // A first failure of each kind, scraped before the rest: such a series
     // appears with its first failure, and rate() counts only what follows.
-    let refused = format!("http://127.0.0.1:{closed}/orders/1");
-    let first = rt.block_on(async {
-        [
-            one_get(c_in_addr, "/orders/1003").await,
-            one_get(c_in_addr, "/inventory/5005").await,
-            one_get(p_out_addr, &refused).await,
-        ]
-    });
+    let refused = format!("http://{closed}/orders/1");
+    let first = [
+        one_get(c_in_addr, "/orders/1003").await,
+        one_get(c_in_addr, "/inventory/5005").await,
+        one_get(p_out_addr, &refused).await,
+    ];
     assert_eq!(first, [Some(500), Some(500), Some(502)], "the consumer fails ids 1003 and 5005");
-    let scraped = wait(Duration::from_secs(30), || {
-        prom.instant(r#"http_server_request_duration_seconds_count{http_response_status_code="500"}"#).len() == 2
-            && prom.instant(r#"sidetrace_upstream_connect_duration_seconds_count{outcome="connection_refused"}"#).len()
+    let scraped = wait::until(Duration::from_secs(30), async || {
+        prom.instant(r#"http_server_request_duration_seconds_count{http_response_status_code="500"}"#).await.len() == 2
+            && prom
+                .instant(r#"sidetrace_upstream_connect_duration_seconds_count{outcome="connection_refused"}"#)
+                .await
+                .len()
                 == 1
-    });
-    assert!(scraped, "the first failures were not scraped:\n{}", log());
-    let tally = rt.block_on(producer::run(p_out_addr, c_in_addr, Duration::from_millis(5), Duration::from_secs(3)));
+    })
+    .await;
+    assert!(scraped.is_some(), "the first failures were not scraped:\n{}", prom.log());
+    let tally = producer::run(p_out_addr, c_in_addr, Duration::from_millis(5), Duration::from_secs(3)).await;
     assert!(tally.ok > 50 && tally.server_errors > 0, "{tally:?}");
-    let overflow = rt.block_on(async {
-        let mut statuses = Vec::new();
-        for word in ["alpha", "beta", "gamma", "delta", "epsilon"] {
-            statuses.push(one_get(c_in_addr, &format!("/nope/{word}")).await);
-        }
-        for _ in 0..3 {
-            statuses.push(one_get(p_out_addr, &refused).await);
-        }
-        statuses
-    });
+    let mut overflow = Vec::new();
+    for word in ["alpha", "beta", "gamma", "delta", "epsilon"] {
+        overflow.push(one_get(c_in_addr, &format!("/nope/{word}")).await);
+    }
+    for _ in 0..3 {
+        overflow.push(one_get(p_out_addr, &refused).await);
+    }
     assert_eq!(overflow, [404, 404, 404, 404, 404, 502, 502, 502].map(Some), "consumer 404s, refused 502s");
     let traffic_end = now();
 
     // Wait until Prometheus holds the whole traffic and the export outcomes.
     let answered = (tally.answered() + 7) as f64;
-    let settled = wait(Duration::from_secs(60), || {
-        let value =
-            |q: &str| prom.instant(q).first().and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(0.0);
-        value(r#"sum(http_server_request_duration_seconds_count{service="consumer"})"#) >= answered
-            && value(r#"sum(sidetrace_spans_dropped_total{service="consumer"})"#) > 0.0
-            && value(r#"sum(sidetrace_exporter_batches_total{service="producer", outcome="ok"})"#) > 0.0
-    });
-    assert!(settled, "prometheus did not see the traffic and exports:\n{}", log());
+    let settled = wait::until(Duration::from_secs(60), async || {
+        let value = async |q: &str| prom.value(q).await.unwrap_or(0.0);
+        value(r#"sum(http_server_request_duration_seconds_count{service="consumer"})"#).await >= answered
+            && value(r#"sum(sidetrace_spans_dropped_total{service="consumer"})"#).await > 0.0
+            && value(r#"sum(sidetrace_exporter_batches_total{service="producer", outcome="ok"})"#).await > 0.0
+    })
+    .await;
+    assert!(settled.is_some(), "prometheus did not see the traffic and exports:\n{}", prom.log());
     let end = now() + 1.0;
 
     // Variables, resolved in order as Grafana would.
@@ -627,6 +471,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let values: Vec<String> = prom
             .api(&format!("label/{label}/values"), &params)
+            .await
             .as_array()
             .unwrap()
             .iter()
@@ -659,17 +504,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
             for (how, vars) in [("each value", &all_values), ("All", &all_all)] {
                 let q = substitute(expr, vars);
                 queries += 1;
-                let range = prom.api(
-                    "query_range",
-                    &[("query", &q), ("start", &format!("{started:.3}")), ("end", &format!("{end:.3}")), ("step", "1")],
-                );
+                let (start, end) = (format!("{started:.3}"), format!("{end:.3}"));
+                let params = [("query", q.as_str()), ("start", &start), ("end", &end), ("step", "1")];
+                let range = prom.api("query_range", &params).await;
                 let result = range["result"].as_array().unwrap();
                 if !result.iter().any(|s| !finite_values(s).is_empty()) {
                     failures.push(format!("{title} [{}] ({how}): no data from\n{q}\n{range}", t["refId"]));
                 }
                 if t["instant"] == true {
                     let at = format!("{traffic_end:.3}");
-                    let result = prom.api("query", &[("query", &q), ("time", &at)])["result"].clone();
+                    let result = prom.api("query", &[("query", &q), ("time", &at)]).await["result"].clone();
                     if !result.as_array().unwrap().iter().any(|s| !finite_values(s).is_empty()) {
                         failures.push(format!("{title} [{}] ({how}): no data at {at} from\n{q}", t["refId"]));
                     }
@@ -685,19 +529,26 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     );
 
     // The rules: evaluated without error, recording rules yield series.
-    let rules_ok = wait(Duration::from_secs(30), || {
-        let groups = prom.api("rules", &[]);
-        groups["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).all(|r| {
-            r["health"] == "ok"
-                && (r["type"] != "recording"
-                    || !prom.instant(&format!("count({})", r["name"].as_str().unwrap())).is_empty())
-        })
-    });
-    let groups = prom.api("rules", &[]);
+    let rules_ok = wait::until(Duration::from_secs(30), async || {
+        let groups = prom.api("rules", &[]).await;
+        for r in groups["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+            if r["health"] != "ok" {
+                return false;
+            }
+            if r["type"] == "recording"
+                && prom.instant(&format!("count({})", r["name"].as_str().unwrap())).await.is_empty()
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let groups = prom.api("rules", &[]).await;
     let rules: Vec<&Value> =
         groups["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
     assert!(rules.len() >= 20, "rules not loaded: {groups}");
-    assert!(rules_ok, "rules unhealthy or recording rules without series: {groups}");
+    assert!(rules_ok.is_some(), "rules unhealthy or recording rules without series: {groups}");
     for r in &rules {
         names.extend(metric_names(r["query"].as_str().unwrap()));
     }
@@ -705,6 +556,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
     // Every metric name the dashboard and the rules use exists.
     let known: BTreeSet<String> = prom
         .api("label/__name__/values", &[])
+        .await
         .as_array()
         .unwrap()
         .iter()
@@ -730,11 +582,16 @@ fn every_panel_query_returns_data_from_a_real_prometheus() {
                 && labels.iter().all(|(k, v)| a["labels"][*k] == *v)
         })
     };
-    let all_raised =
-        wait(Duration::from_secs(30), || expected.iter().all(|(n, l)| raised(&prom.api("alerts", &[]), n, l)));
-    let alerts = prom.api("alerts", &[]);
+    let all_raised = wait::until(Duration::from_secs(30), async || {
+        let alerts = prom.api("alerts", &[]).await;
+        expected.iter().all(|(n, l)| raised(&alerts, n, l))
+    })
+    .await;
+    let alerts = prom.api("alerts", &[]).await;
     let missing: Vec<&str> = expected.iter().filter(|(n, l)| !raised(&alerts, n, l)).map(|(n, _)| *n).collect();
-    assert!(all_raised, "alerts not raised: {missing:?}\n{alerts}");
+    assert!(all_raised.is_some(), "alerts not raised: {missing:?}\n{alerts}");
+    drop(prom);
     drop(consumer_sidecar);
     drop(producer_sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
 }

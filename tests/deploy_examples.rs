@@ -10,13 +10,14 @@
 //! The Prometheus scrape config is checked and used for real in
 //! tests/deploy_dashboard.rs.
 
-mod deploy_support;
+mod support;
 
-use deploy_support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
+use support::python::yaml_docs;
+use support::tools::{kubernetes_validate, repo};
 
 const EXAMPLES: &str = "deploy/examples";
 
@@ -63,7 +64,7 @@ fn every_manifest_validates_against_kubernetes_1_30() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "kubernetes-validate:\n{report}");
     // One `passed` line per document: nothing was skipped as unknown.
-    let Some(python) = python_with_yaml() else { return };
+    let Some(python) = support::python::with(&["yaml"]) else { return };
     let documents = objects(&python).len();
     let passed = report.lines().filter(|l| l.contains(" passed for resource ")).count();
     assert_eq!(passed, documents, "{report}");
@@ -71,7 +72,7 @@ fn every_manifest_validates_against_kubernetes_1_30() {
 
 #[test]
 fn the_demo_namespace_is_injected_and_its_services_fit() {
-    let Some(python) = python_with_yaml() else { return };
+    let Some(python) = support::python::with(&["yaml"]) else { return };
     let all = objects(&python);
     let ns = find(&all, "Namespace", "", "sidetrace-demo");
     assert_eq!(ns["metadata"]["labels"]["sidetrace.io/inject"], "enabled");
@@ -130,7 +131,7 @@ fn port_of(endpoint: &str) -> u16 {
 
 #[test]
 fn the_collector_tiers_route_whole_traces_to_the_samplers() {
-    let Some(python) = python_with_yaml() else { return };
+    let Some(python) = support::python::with(&["yaml"]) else { return };
     let all = objects(&python);
     let gateway = collector_config(&python, &all, "otel-gateway");
     let sampler = collector_config(&python, &all, "otel-sampler");

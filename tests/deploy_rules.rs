@@ -5,12 +5,13 @@
 //! match what a sidecar really exposes, tests/deploy_dashboard.rs checks
 //! against a live Prometheus.
 
-mod deploy_support;
+mod support;
 
-use deploy_support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
+use support::python::yaml_docs;
+use support::tools::{promtool, read, repo, run_ok};
 
 const RULES: &str = "deploy/prometheus/rules.yaml";
 const RULES_TEST: &str = "deploy/prometheus/rules_test.yaml";
@@ -34,7 +35,7 @@ fn promtool_unit_tests_pass() {
 
 #[test]
 fn every_alert_is_labelled_annotated_and_fired_by_a_test() {
-    let Some(python) = python_with_yaml() else { return };
+    let Some(python) = support::python::with(&["yaml"]) else { return };
     let rules = yaml_docs(&python, &read(RULES));
     assert_eq!(rules.len(), 1, "one document");
     // A plain rule file (the Helm chart wraps this same file in a PrometheusRule).

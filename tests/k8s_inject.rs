@@ -6,10 +6,13 @@
 //! `SIDETRACE_BLESS=1 cargo test --test k8s_inject` rewrites the expected
 //! files from the current output; review the diff before committing it.
 
+mod support;
+
 #[path = "k8s/common.rs"]
 mod common;
 
 use common::*;
+use support::proxy::sidetrace;
 
 fn bless() -> bool {
     std::env::var("SIDETRACE_BLESS").is_ok_and(|v| v == "1")
@@ -112,12 +115,11 @@ fn malformed_input_is_one_line_exit_2_and_no_output() {
 
 #[test]
 fn flags_have_environment_variables() {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sidetrace"));
-    cmd.args(["inject", "-f", golden_dir().join("pod.yaml").to_str().unwrap()])
+    let out = sidetrace(&["inject", "-f", golden_dir().join("pod.yaml").to_str().unwrap()])
         .env("SIDETRACE_INJECT_IMAGE", "registry.example/sidetrace:9")
         .env("SIDETRACE_INJECT_INTERCEPTION", "ports")
-        .env("SIDETRACE_INJECT_OTLP_ENDPOINT", "http://env-collector:4318");
-    let out = cmd.output().unwrap();
+        .env("SIDETRACE_INJECT_OTLP_ENDPOINT", "http://env-collector:4318")
+        .output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let yaml = String::from_utf8_lossy(&out.stdout);
     assert!(yaml.contains("image: registry.example/sidetrace:9"), "{yaml}");

@@ -7,24 +7,27 @@
 //! is rendered and linted by the Helm SDK (PyPI helm-python-sdk), and its
 //! values.schema.json accepts both values files and rejects bad ones.
 
+mod support;
+
 #[path = "k8s/common.rs"]
 mod common;
 
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::proxy::sidetrace;
 
 fn chart_dir() -> PathBuf {
     repo().join("deploy/helm/sidetrace")
 }
 
+/// What each script imports.
 fn run_python(script: &str, args: &[&str]) -> Option<String> {
-    let py = require(venv_bin("python"), "the test venv's python (with kubernetes-validate and helm-python-sdk)")?;
-    let out = Command::new(py).arg(repo().join("tests/k8s").join(script)).args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
-    Some(text)
+    let modules: &[&str] = match script {
+        "validate.py" => &["kubernetes_validate", "yaml"],
+        _ => &["helm_python", "yaml"],
+    };
+    run_script(script, modules, args)
 }
 
 fn validate(files: &[&Path]) -> Option<String> {
@@ -98,7 +101,7 @@ fn the_chart_with_its_defaults_is_valid_and_never_blocks_pods() {
     let secret = find(&docs, "Secret").unwrap();
     std::fs::write(dir.join("ca.pem"), b64(&hook["clientConfig"]["caBundle"])).unwrap();
     std::fs::write(dir.join("tls.pem"), b64(&secret["data"]["tls.crt"])).unwrap();
-    let out = Command::new("openssl")
+    let out = std::process::Command::new("openssl")
         .args(["verify", "-verify_hostname", "sidetrace-webhook.sidetrace.svc", "-CAfile"])
         .arg(dir.join("ca.pem"))
         .arg(dir.join("tls.pem"))
@@ -160,7 +163,7 @@ fn values_schema_accepts_both_values_files_rejects_bad_ones_and_lint_is_clean() 
 fn the_webhook_flags_the_chart_sets_are_flags_sidetrace_has() {
     // Every SIDETRACE_INJECT_* variable the chart sets is one the binary
     // reads (a renamed flag would otherwise be ignored in silence).
-    let help = Command::new(env!("CARGO_BIN_EXE_sidetrace")).args(["webhook", "--help"]).output().unwrap();
+    let help = sidetrace(&["webhook", "--help"]).output();
     let help = String::from_utf8_lossy(&help.stdout);
     let template = std::fs::read_to_string(chart_dir().join("templates/deployment.yaml")).unwrap();
     let vars: Vec<&str> = template

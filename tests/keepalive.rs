@@ -3,13 +3,15 @@
 //! client sends across that boundary — the next request, a pipelined one,
 //! half a request head, a request body in pieces — is served as if the
 //! connection had never let go.
+//!
+//! The requests are written as raw bytes: these tests are about where the
+//! bytes of a request fall (split heads, pipelining), which an HTTP
+//! client would decide for itself.
 
 mod support;
 
-use sidetrace::Sidecar;
-use sidetrace::config::Config;
 use std::time::Duration;
-use support::*;
+use support::{TestProxy, apps, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,13 +42,10 @@ async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Str
     }
 }
 
-fn idle_gauge(proxy: &Sidecar) -> u64 {
-    let out = curl(&[&format!("http://{}/metrics", proxy.admin.unwrap())]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix(r#"sidetrace_http1_idle_connections{direction="inbound"} "#))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no idle gauge in {text}"))
+async fn idle_gauge(proxy: &TestProxy) -> f64 {
+    let metrics = proxy.metrics().await;
+    let idle = metrics.value("sidetrace_http1_idle_connections", &[("direction", "inbound")]);
+    idle.unwrap_or_else(|| panic!("no idle gauge in {}", metrics.text))
 }
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: app\r\n\r\n";
@@ -54,8 +53,8 @@ const HELLO: &str = "hello from the app\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_park_and_serve_again() {
-    let app = echo_app().await;
-    let proxy = proxy_for(app.addr).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
     let addr = proxy.inbound.unwrap();
     let mut conns = Vec::new();
     for _ in 0..50 {
@@ -77,7 +76,7 @@ async fn idle_connections_park_and_serve_again() {
             assert_eq!(status, want);
         }
     }
-    let spans = spans(&proxy, 150).await;
+    let spans = proxy.wait_for_spans(150).await;
     assert_eq!(spans.len(), 150);
     // They came back quickly, so they kept their buffers; silent now, the
     // sweep releases them.
@@ -87,18 +86,15 @@ async fn idle_connections_park_and_serve_again() {
 }
 
 /// Waits (bounded) until the inbound idle gauge reads `n`.
-async fn wait_idle(proxy: &Sidecar, n: u64) {
-    assert!(
-        until(Duration::from_secs(5), || idle_gauge(proxy) == n).await,
-        "{} idle connections, expected {n}",
-        idle_gauge(proxy)
-    );
+async fn wait_idle(proxy: &TestProxy, n: u64) {
+    let reached = wait::until(Duration::from_secs(5), async || idle_gauge(proxy).await == n as f64).await;
+    assert!(reached.is_some(), "{} idle connections, expected {n}", idle_gauge(proxy).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_split_across_the_idle_boundary() {
-    let app = echo_app().await;
-    let proxy = proxy_for(app.addr).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
     let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     let mut pending = Vec::new();
     let pause = || tokio::time::sleep(Duration::from_millis(200));
@@ -134,11 +130,11 @@ async fn requests_split_across_the_idle_boundary() {
     // Reused within a second, it is not released right after an answer
     // (that would cost new buffers on every request); only a whole sweep
     // interval of silence releases it.
-    let parked = idle_gauge(&proxy);
+    let parked = idle_gauge(&proxy).await;
     // Only a whole second of silence could release it; a stalled machine
     // could give it that, so the check counts only when it was quick.
     if sent.elapsed() < sidetrace::http::idle::QUICK_RETURN / 2 {
-        assert_eq!(parked, 0, "a quickly reused connection keeps its buffers between requests");
+        assert_eq!(parked, 0.0, "a quickly reused connection keeps its buffers between requests");
     }
 
     // A body in two pieces with a pause between them, then a request
@@ -155,13 +151,13 @@ async fn requests_split_across_the_idle_boundary() {
     wait_idle(&proxy, 1).await;
     split_head(&mut s, &mut pending).await;
     assert!(pending.is_empty(), "unexpected bytes: {:?}", String::from_utf8_lossy(&pending));
-    assert_eq!(spans(&proxy, 9).await.len(), 9);
+    assert_eq!(proxy.wait_for_spans(9).await.len(), 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_idle_connections_only() {
-    let app = echo_app().await;
-    let proxy = proxy_with(Config::local_with(app.addr, "idle", &["--idle-timeout", "300ms"])).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).service("idle").flags(&["--idle-timeout", "300ms"]).start().await;
     let addr = proxy.inbound.unwrap();
 
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -5,79 +5,46 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::*;
+use support::{Client, TestProxy, apps, wait};
 
-fn spawn(app: std::net::SocketAddr) -> (KillOnDrop, u16, u16) {
-    let (inbound, admin) = (closed_port().port(), closed_port().port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-        .args(["run", "--inbound", &format!("127.0.0.1:{inbound}"), "--app", &app.to_string()])
-        .args(["--outbound", "off", "--admin", &format!("127.0.0.1:{admin}"), "--access-log", "off"])
-        .args(["--drain-timeout", "10s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for_port(inbound) && wait_for_port(admin), "sidetrace did not start");
-    (KillOnDrop(child), inbound, admin)
-}
-
-fn status(url: &str, method: &str) -> String {
-    String::from_utf8_lossy(&curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, url]).stdout)
-        .to_string()
-}
-
-fn exited(child: &mut KillOnDrop, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = std::time::Instant::now() + within;
-    while std::time::Instant::now() < end {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+fn spawn(app: std::net::SocketAddr) -> TestProxy {
+    TestProxy::to(app).flags(&["--outbound", "off", "--access-log", "off", "--drain-timeout", "10s"]).spawn()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_turns_503_while_draining_and_in_flight_requests_finish() {
-    let app = echo_app().await;
-    let (mut child, inbound, admin) = spawn(app.addr);
-    let ready = format!("http://127.0.0.1:{admin}/ready");
-    assert_eq!(status(&ready, "GET"), "200");
-    let url = format!("http://127.0.0.1:{inbound}/slow/1500");
-    let slow = tokio::task::spawn_blocking(move || curl(&["-w", " %{http_code}", &url]));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // SAFETY: kill(2) with a pid we own.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let draining =
-        tokio::task::spawn_blocking(move || until_sync(Duration::from_secs(1), || status(&ready, "GET") == "503"));
-    assert!(draining.await.unwrap(), "/ready did not turn 503 while the drain ran");
-    let out = slow.await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "slow hello\n 200", "the in-flight request finished");
-    let code = tokio::task::spawn_blocking(move || exited(&mut child, Duration::from_secs(10)).and_then(|s| s.code()));
-    assert_eq!(code.await.unwrap(), Some(0));
+    let app = apps::echo().await;
+    let mut proxy = spawn(app.addr);
+    let client = Client::http1();
+    let ready = format!("{}/ready", proxy.admin_url());
+    assert_eq!(client.get(&ready).send().await.status, 200);
+    let url = format!("{}/slow/1500", proxy.inbound_url());
+    let slow = tokio::spawn(async move { Client::http1().get(&url).send().await });
+    // Signal once the request is in flight: the app has it.
+    let in_flight = wait::until(Duration::from_secs(10), async || !app.seen.lock().unwrap().is_empty()).await;
+    assert!(in_flight.is_some(), "the request never reached the app");
+    proxy.process().signal(libc::SIGTERM);
+    let draining = wait::until(Duration::from_secs(1), async || {
+        client.get(&ready).try_send().await.is_ok_and(|r| r.status == 503)
+    })
+    .await;
+    assert!(draining.is_some(), "/ready did not turn 503 while the drain ran");
+    let r = slow.await.unwrap();
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "slow hello\n"), "the in-flight request finished");
+    assert_eq!(proxy.process().wait_exit(Duration::from_secs(10)).code(), Some(0), "{}", proxy.output());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_shutdown_on_loopback_stops_the_sidecar() {
-    let app = echo_app().await;
-    let (mut child, _, admin) = spawn(app.addr);
-    let url = format!("http://127.0.0.1:{admin}/shutdown");
-    assert_eq!(status(&url, "GET"), "405", "only POST stops the proxy");
-    assert!(exited(&mut child, Duration::from_millis(300)).is_none());
-    assert_eq!(status(&url, "POST"), "202");
-    let code = tokio::task::spawn_blocking(move || exited(&mut child, Duration::from_secs(10)).and_then(|s| s.code()));
-    assert_eq!(code.await.unwrap(), Some(0), "the sidecar exits as after SIGTERM");
-}
-
-fn until_sync(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while !done() {
-        if std::time::Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    let app = apps::echo().await;
+    let mut proxy = spawn(app.addr);
+    let client = Client::http1();
+    let url = format!("{}/shutdown", proxy.admin_url());
+    assert_eq!(client.get(&url).send().await.status, 405, "only POST stops the proxy");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(proxy.process().exited().is_none(), "a GET stopped the proxy");
+    assert_eq!(client.post(&url).send().await.status, 202);
+    let status = proxy.process().wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "the sidecar exits as after SIGTERM");
 }

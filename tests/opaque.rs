@@ -2,32 +2,16 @@
 //! protocols, server-first protocols (by port or after the detection
 //! timeout), and CONNECT tunnels through the outbound proxy. Upstream
 //! connections are pooled.
+//!
+//! Opaque protocols are spoken with raw sockets: they are bytes, not HTTP.
 
 mod support;
 
-use sidetrace::config::Config;
 use std::time::Duration;
-use support::*;
+use support::process::Process;
+use support::{Client, TestProxy, apps, pki, tools, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Echoes whatever it reads; greets first if `greeting` is set.
-async fn tcp_app(greeting: Option<&'static [u8]>) -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if let Some(g) = greeting {
-                    let _ = s.write_all(g).await;
-                }
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 async fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
@@ -37,31 +21,28 @@ async fn read_exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_client_first_protocol_is_relayed() {
-    let app = tcp_app(None).await;
-    let proxy = proxy_for(app).await;
+    let proxy = TestProxy::to(apps::tcp_echo().await).start().await;
     let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     let payload = b"\x00\x01binary protocol, not HTTP\r\n\xff";
     s.write_all(payload).await.unwrap();
     assert_eq!(read_exactly(&mut s, payload.len()).await, payload);
     s.write_all(b"second message").await.unwrap();
     assert_eq!(read_exactly(&mut s, 14).await, b"second message");
-    assert!(proxy.ring.is_empty(), "opaque traffic makes no HTTP span");
+    assert!(proxy.sidecar().ring.is_empty(), "opaque traffic makes no HTTP span");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_first_protocols_by_port_and_by_timeout() {
     // The app's port is an opaque port: the greeting comes at once.
-    let app = tcp_app(Some(b"220 smtp ready\r\n")).await;
-    let mut config = Config::local(app, "server-first");
-    config.opaque_ports = vec![app.port()];
-    let proxy = proxy_with(config).await;
+    let app = apps::server_first(b"220 smtp ready\r\n").await;
+    let port = app.port().to_string();
+    let proxy = TestProxy::to(app).service("server-first").flags(&["--opaque-ports", &port]).start().await;
     let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     assert_eq!(read_exactly(&mut s, 16).await, b"220 smtp ready\r\n");
 
     // Any other port: detection waits for the client, gives up, relays.
-    let mut config = Config::local(app, "server-first-timeout");
-    config.detect_timeout = Duration::from_millis(200);
-    let proxy = proxy_with(config).await;
+    let flags = ["--detect-timeout", "200ms"];
+    let proxy = TestProxy::to(app).service("server-first-timeout").flags(&flags).start().await;
     let mut s = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
     assert_eq!(read_exactly(&mut s, 16).await, b"220 smtp ready\r\n");
     s.write_all(b"EHLO x\r\n").await.unwrap();
@@ -70,56 +51,44 @@ async fn server_first_protocols_by_port_and_by_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passes_through_untouched() {
-    let dir = std::env::temp_dir().join(format!("sidetrace-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=app.example.test"])
-        .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()])
-        .output()
-        .expect("openssl is installed");
-    assert!(made.status.success(), "{made:?}");
-    let port = closed_port().port();
-    let _server = KillOnDrop(
-        std::process::Command::new("openssl")
-            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-www", "-quiet"])
-            .args(["-cert", cert.to_str().unwrap(), "-key", key.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_for_port(port), "openssl s_server did not start");
-    let proxy = proxy_for(([127, 0, 0, 1], port).into()).await;
-    let inbound = proxy.inbound.unwrap();
-    let out = curl(&[
-        "--cacert",
-        cert.to_str().unwrap(),
-        "--resolve",
-        &format!("app.example.test:{}:127.0.0.1", inbound.port()),
-        &format!("https://app.example.test:{}/", inbound.port()),
-    ]);
-    // The certificate verifies: the client talked TLS to the app itself.
-    assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("s_server"), "{out:?}");
-    assert!(proxy.ring.is_empty());
+    let dir = tools::scratch_dir("tls-passthrough");
+    let ca = pki::Ca::new(&dir, "sidetrace test CA");
+    let (cert, key) = ca.server("app", Some("app.example.test"));
+    let addr = apps::refusing();
+    let mut server = std::process::Command::new("openssl");
+    server.args(["s_server", "-accept", &addr.to_string(), "-www", "-quiet"]);
+    server.arg("-cert").arg(&cert).arg("-key").arg(&key);
+    let mut server = Process::spawn("openssl s_server", &mut server);
+    let up = wait::until(Duration::from_secs(10), async || {
+        server.assert_running();
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(up.is_some(), "openssl s_server did not start\n{}", server.output());
+    let proxy = TestProxy::to(addr).start().await;
+    // The certificate verifies for its name: the client talked TLS to the
+    // app itself, through the proxy's inbound port.
+    let client = Client::http1().tls(&ca.cert, None).server_name("app.example.test");
+    let mut conn = client.try_connect(proxy.inbound.unwrap()).await.unwrap_or_else(|e| panic!("{e}"));
+    let r = conn.get("/").send().await;
+    assert!(r.text().contains("s_server"), "{r:?}");
+    assert!(proxy.sidecar().ring.is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_tunnels_through_the_outbound_proxy() {
-    let app = echo_app().await;
-    let proxy = proxy_for(closed_port()).await;
-    let out = curl(&[
-        "-p",
-        "-x",
-        &format!("http://{}", proxy.outbound.unwrap()),
-        &format!("http://{}/bytes/100000", app.addr),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout, pattern(100_000));
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(apps::refusing()).start().await;
+    let mut tunnel = Client::http1()
+        .connect_tunnel(proxy.outbound.unwrap(), &app.addr.to_string())
+        .await
+        .unwrap_or_else(|f| panic!("CONNECT: {f}"));
+    let r = tunnel.get("/bytes/100000").send().await;
+    assert_eq!(r.body, apps::pattern(100_000));
+    drop(tunnel);
     // Inside the tunnel the proxy sees bytes, not requests: one CONNECT span.
-    let span = spans(&proxy, 1).await.pop().unwrap();
+    let span = proxy.wait_for_spans(1).await.pop().unwrap();
     assert_eq!(span.method, http::Method::CONNECT);
     assert_eq!(span.status, Some(200));
     assert!(span.response_body_size >= 100_000, "{span:#?}");
@@ -128,58 +97,48 @@ async fn connect_tunnels_through_the_outbound_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_the_app_sees_the_clients_connections_outbound_they_are_pooled() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
+    let client = Client::http1();
     // Inbound: twenty client connections, one after the other, make twenty
     // upstream connections; twenty requests on one make one.
     for i in 0..20 {
-        let out = curl(&[&format!("{url}/n/{i}")]);
-        assert!(out.status.success());
+        assert_eq!(client.get(&format!("{url}/n/{i}")).send().await.status, 200);
     }
-    spans(&proxy, 20).await;
-    assert_eq!(app.connections.load(SeqCst), 20, "one upstream connection per client connection");
-    let urls: Vec<String> = (0..20).map(|i| format!("{url}/k/{i}")).collect();
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    assert!(curl(&urls).status.success());
-    spans(&proxy, 40).await;
-    assert_eq!(app.connections.load(SeqCst), 21, "a keep-alive client connection keeps its upstream connection");
+    proxy.wait_for_spans(20).await;
+    assert_eq!(app.connections(), 20, "one upstream connection per client connection");
+    let mut kept = client.connect(proxy.inbound.unwrap()).await;
+    for i in 0..20 {
+        assert_eq!(kept.get(&format!("/k/{i}")).send().await.status, 200);
+    }
+    drop(kept);
+    proxy.wait_for_spans(40).await;
+    assert_eq!(app.connections(), 21, "a keep-alive client connection keeps its upstream connection");
     // Outbound (as an HTTP proxy): connections to the same destination are
     // pooled across client connections.
-    let before = app.connections.load(SeqCst);
-    let outbound = format!("http://{}", proxy.outbound.unwrap());
+    let before = app.connections();
+    let outbound = proxy.outbound.unwrap();
     for i in 0..20 {
-        let out = curl(&["-x", &outbound, &format!("http://{}/o/{i}", app.addr)]);
-        assert!(out.status.success());
+        let r = client.get(&format!("http://{}/o/{i}", app.addr)).via(outbound).send().await;
+        assert_eq!(r.status, 200);
     }
-    spans(&proxy, 60).await;
-    let pooled = app.connections.load(SeqCst) - before;
+    proxy.wait_for_spans(60).await;
+    let pooled = app.connections() - before;
     assert!(pooled <= 2, "20 sequential outbound requests opened {pooled} upstream connections");
-    // HTTP/2: ten concurrent streams on one client connection (a hyper
-    // client; curl 7.88 fails to multiplex with prior knowledge) share one
+    // HTTP/2: ten concurrent streams on one client connection share one
     // upstream connection.
-    let before = app.connections.load(SeqCst);
-    let stream = TcpStream::connect(proxy.inbound.unwrap()).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let before = app.connections();
+    let h2 = Client::h2c().connect(proxy.inbound.unwrap()).await;
     let mut calls = Vec::new();
     for i in 0..10 {
-        let mut send = send.clone();
-        let uri = format!("{url}/slow/{}", 50 + i);
-        calls.push(tokio::spawn(async move {
-            let req = http::Request::get(uri).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
-            send.send_request(req).await.unwrap().status()
-        }));
+        let mut stream = h2.stream();
+        calls.push(tokio::spawn(async move { stream.get(&format!("/slow/{}", 50 + i)).send().await.status }));
     }
     for c in calls {
         assert_eq!(c.await.unwrap(), 200);
     }
-    spans(&proxy, 70).await;
-    let h2_conns = app.connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+    proxy.wait_for_spans(70).await;
+    let h2_conns = app.connections() - before;
     assert_eq!(h2_conns, 1, "ten concurrent h2 streams used {h2_conns} upstream connections");
 }

@@ -4,45 +4,46 @@
 
 mod support;
 
-use sidetrace::config::Config;
-use support::*;
+use support::metrics::Metrics;
+use support::{Client, TestProxy, apps};
 
-async fn metrics(admin: std::net::SocketAddr) -> String {
-    let out = curl(&[&format!("http://{admin}/metrics")]);
-    String::from_utf8(out.stdout).unwrap()
+async fn get(url: &str, user_agent: &str) -> u16 {
+    Client::http1().get(url).header("user-agent", user_agent).send().await.status.as_u16()
 }
 
-fn get(url: &str, user_agent: &str) -> String {
-    String::from_utf8(curl(&["-s", "-A", user_agent, "-w", "%{http_code}", "-o", "/dev/null", url]).stdout).unwrap()
+/// Whether any series has the label `http_route` equal to `route`.
+fn has_route(m: &Metrics, route: &str) -> bool {
+    m.samples.iter().any(|s| s.labels.get("http_route").is_some_and(|r| r == route))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_are_forwarded_and_counted_but_not_traced() {
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
     for _ in 0..3 {
-        assert_eq!(get(&format!("{url}/healthz"), "kube-probe/1.30"), "200");
+        assert_eq!(get(&format!("{url}/healthz"), "kube-probe/1.30").await, 200);
     }
-    assert_eq!(get(&format!("{url}/status/503"), "kube-probe/1.30"), "503");
+    assert_eq!(get(&format!("{url}/status/503"), "kube-probe/1.30").await, 503);
     assert_eq!(app.seen.lock().unwrap().len(), 4, "the app answered every probe");
-    assert_eq!(get(&format!("{url}/real"), "curl/8"), "200");
-    spans(&proxy, 1).await;
+    assert_eq!(get(&format!("{url}/real"), "curl/8").await, 200);
+    proxy.wait_for_spans(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let recorded: Vec<String> = proxy.ring.newest(100).iter().map(|s| s.uri.path().to_string()).collect();
+    let recorded: Vec<String> = proxy.spans().iter().map(|s| s.uri.path().to_string()).collect();
     assert_eq!(recorded, ["/real"], "only the real request left a span");
-    let text = metrics(proxy.admin.unwrap()).await;
-    assert!(text.contains(r#"sidetrace_probe_requests_total{direction="inbound",outcome="success"} 3"#), "{text}");
-    assert!(text.contains(r#"sidetrace_probe_requests_total{direction="inbound",outcome="failure"} 1"#), "{text}");
-    assert!(!text.contains("healthz") && !text.contains(r#"http_route="/status/{id}""#), "{text}");
+    let m = proxy.metrics().await;
+    let probes = |outcome| m.value("sidetrace_probe_requests_total", &[("direction", "inbound"), ("outcome", outcome)]);
+    assert_eq!(probes("success"), Some(3.0), "{}", m.text);
+    assert_eq!(probes("failure"), Some(1.0), "{}", m.text);
+    assert!(!m.text.contains("healthz") && !has_route(&m, "/status/{id}"), "{}", m.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_probes_records_them_like_any_request() {
-    let app = echo_app().await;
-    let proxy = proxy_with(Config::local_with(app.addr, "probes", &["--trace-probes"])).await;
-    let url = format!("http://{}", proxy.inbound.unwrap());
-    assert_eq!(get(&format!("{url}/healthz"), "kube-probe/1.30"), "200");
-    let recorded = spans(&proxy, 1).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).service("probes").flags(&["--trace-probes"]).start().await;
+    assert_eq!(get(&format!("{}/healthz", proxy.inbound_url()), "kube-probe/1.30").await, 200);
+    let recorded = proxy.wait_for_spans(1).await;
     assert_eq!(recorded[0].uri.path(), "/healthz");
-    assert!(metrics(proxy.admin.unwrap()).await.contains(r#"http_route="/healthz""#));
+    assert!(has_route(&proxy.metrics().await, "/healthz"));
 }

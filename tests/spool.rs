@@ -8,35 +8,18 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::collector::Collector;
-use support::*;
+use support::collectors::Collector;
+use support::{Client, TestProxy, apps, tools, wait};
 
-fn start_proxy(app: std::net::SocketAddr, collector_port: u16, spool: &Path) -> (KillOnDrop, u16) {
-    let port = closed_port().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_sidetrace"))
-        .args(["run", "--inbound", &format!("127.0.0.1:{port}"), "--app", &app.to_string()])
-        .args(["--outbound", "off", "--admin", "off", "--access-log", "off"])
-        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{collector_port}")])
-        .args(["--spool-dir", spool.to_str().unwrap(), "--queue-size", "20", "--export-batch-size", "10"])
-        .args([
-            "--export-delay",
-            "50ms",
-            "--export-concurrency",
-            "1",
-            "--retry-initial",
-            "200ms",
-            "--retry-max",
-            "500ms",
-        ])
-        .args(["--log", "warn"])
-        .stdout(Stdio::null())
+fn spawn_proxy(app: std::net::SocketAddr, collector: std::net::SocketAddr, spool: &Path) -> TestProxy {
+    let endpoint = format!("http://{collector}");
+    TestProxy::to(app)
+        .flags(&["--outbound", "off", "--admin", "off", "--access-log", "off"])
+        .flags(&["--otlp-endpoint", &endpoint, "--spool-dir", spool.to_str().unwrap()])
+        .flags(&["--queue-size", "20", "--export-batch-size", "10", "--export-delay", "50ms"])
+        .flags(&["--export-concurrency", "1", "--retry-initial", "200ms", "--retry-max", "500ms"])
         .spawn()
-        .unwrap();
-    let proxy = KillOnDrop(child);
-    assert!(wait_for_port(port), "proxy did not start");
-    (proxy, port)
 }
 
 fn batch_files(dir: &Path) -> Vec<PathBuf> {
@@ -63,31 +46,32 @@ fn span_ids(file: &Path) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spooled_batches_survive_sigkill_and_arrive_once() {
-    let app = echo_app().await;
-    let collector_port = closed_port().port();
-    let grpc_port = closed_port().port();
-    let dir = std::env::temp_dir().join(format!("sidetrace-spool-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let app = apps::echo().await;
+    let (collector_addr, grpc_addr) = (apps::refusing(), apps::refusing());
+    let dir = tools::scratch_dir("spool-test");
     let spool = dir.join("otlp_http");
 
     // Collector down: memory holds two batches, the rest goes to disk.
-    let (proxy, port) = start_proxy(app.addr, collector_port, &dir);
-    let url = format!("http://127.0.0.1:{port}");
+    let mut proxy = spawn_proxy(app.addr, collector_addr, &dir);
+    let client = Client::http1();
+    // A request every 20 ms or so, as a client that is not a load test
+    // sends them: a burst would overflow the 20-span queue, and this test
+    // is about the spool, not the queue.
     for i in 0..200 {
-        assert!(curl(&["-o", "/dev/null", &format!("{url}/r/{i}")]).status.success());
+        assert_eq!(client.get(&format!("{}/r/{i}", proxy.inbound_url())).send().await.status, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Until the spool stops growing, with at least ten batches in it.
     let mut files = Vec::new();
-    for _ in 0..100 {
+    let settled = wait::until(Duration::from_secs(10), async || {
         let now = batch_files(&spool);
-        if now.len() >= 10 && now.len() == files.len() {
-            break;
-        }
+        let stable = now.len() >= 10 && now.len() == files.len();
         files = now;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(files.len() >= 10, "expected batches on disk, found {}", files.len());
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(proxy.0.id() as i32, libc::SIGKILL) };
+        stable
+    })
+    .await;
+    assert!(settled.is_some(), "expected batches on disk, found {}\n{}", files.len(), proxy.output());
+    proxy.process().signal(libc::SIGKILL);
     drop(proxy);
 
     let files = batch_files(&spool);
@@ -104,13 +88,13 @@ async fn spooled_batches_survive_sigkill_and_arrive_once() {
         expected.remove(id);
     }
 
-    let collector = Collector::start_on(collector_port, grpc_port);
-    let (_proxy, _) = start_proxy(app.addr, collector_port, &dir);
+    let collector = Collector::start_on(collector_addr.port(), grpc_addr.port());
+    let _proxy = spawn_proxy(app.addr, collector_addr, &dir);
     collector.wait_for_spans(expected.len(), Duration::from_secs(30)).await;
     // A little longer: nothing may arrive twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received: Vec<String> =
-        collector.otlp_spans().iter().map(|(s, _)| s["spanId"].as_str().unwrap().to_string()).collect();
+        collector.otlp_spans().await.iter().map(|(s, _)| s["spanId"].as_str().unwrap().to_string()).collect();
     let unique: BTreeSet<String> = received.iter().cloned().collect();
     assert_eq!(unique.len(), received.len(), "a batch arrived twice");
     assert_eq!(unique, expected, "exactly the intact spooled batches arrived");

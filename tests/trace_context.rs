@@ -6,24 +6,24 @@ mod support;
 
 use sidetrace::trace::context::parse_traceparent;
 use sidetrace::vocab::Direction;
-use support::*;
+use support::{Client, TestProxy, apps};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_traceparent_joins_the_trace() {
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
-    let out = curl(&[
-        "-H",
-        &format!("traceparent: 00-{TRACE}-{PARENT}-01"),
-        "-H",
-        "tracestate: congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
-        &format!("{url}/users/42?token=s3cret&page=2"),
-    ]);
-    assert!(out.status.success());
-    let span = spans(&proxy, 1).await.remove(0);
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
+    let r = Client::http1()
+        .get(&format!("{url}/users/42?token=s3cret&page=2"))
+        .header("traceparent", &format!("00-{TRACE}-{PARENT}-01"))
+        .header("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let span = proxy.wait_for_spans(1).await.remove(0);
     assert_eq!(span.trace_id.to_string(), TRACE);
     assert_eq!(span.parent_span_id.unwrap().to_string(), PARENT);
     assert!(span.sampled);
@@ -39,9 +39,9 @@ async fn valid_traceparent_joins_the_trace() {
     assert_eq!(seen.headers["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
 
     // What /api/traces shows for it, as OTLP/JSON.
-    let admin = proxy.admin.unwrap();
-    let json: serde_json::Value =
-        serde_json::from_slice(&curl(&[&format!("http://{admin}/api/traces/{TRACE}")]).stdout).unwrap();
+    let r = Client::http1().get(&format!("{}/api/traces/{TRACE}", proxy.admin_url())).send().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let s = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     assert_eq!(s["traceId"], TRACE);
     assert_eq!(s["parentSpanId"], PARENT);
@@ -65,8 +65,9 @@ async fn valid_traceparent_joins_the_trace() {
 /// trace (no parent), and the app gets a fresh valid traceparent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_context_starts_a_new_trace() {
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
     let t = TRACE;
     let p = PARENT;
     let cases: Vec<Vec<(&str, String)>> = vec![
@@ -99,20 +100,12 @@ async fn malformed_context_starts_a_new_trace() {
     ];
     assert!(cases.len() >= 20);
     for (i, headers) in cases.iter().enumerate() {
-        let mut args: Vec<String> = Vec::new();
+        let mut call = Client::http1().get(&format!("{url}/case/{i}"));
         for (k, v) in headers {
-            args.push("-H".into());
-            args.push(format!("{k}: {v}"));
+            call = call.header(k, v);
         }
-        args.push("-o".into());
-        args.push("/dev/null".into());
-        args.push("-w".into());
-        args.push("%{http_code}".into());
-        args.push(format!("{url}/case/{i}"));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = curl(&argv);
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "case {i} {headers:?} failed the request");
-        let span = spans(&proxy, i + 1).await.pop().unwrap();
+        assert_eq!(call.send().await.status, 200, "case {i} {headers:?} failed the request");
+        let span = proxy.wait_for_spans(i + 1).await.pop().unwrap();
         assert_eq!(span.uri.path(), format!("/case/{i}"));
         assert!(span.parent_span_id.is_none(), "case {i} {headers:?} kept a parent");
         assert_ne!(span.trace_id.to_string(), TRACE, "case {i} {headers:?} kept the trace id");
@@ -125,11 +118,19 @@ async fn malformed_context_starts_a_new_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b3_in_b3_out() {
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
     // Single header, 128-bit, not sampled: forwarded as such, and not
     // recorded (the caller decided against sampling this trace).
-    curl(&["-H", &format!("b3: {TRACE}-{PARENT}-0"), &format!("{url}/single")]);
+    let get = async |path: &str, headers: &[(&str, String)]| {
+        let mut call = Client::http1().get(&format!("{url}{path}"));
+        for (k, v) in headers {
+            call = call.header(k, v);
+        }
+        assert_eq!(call.send().await.status, 200, "{path} {headers:?}");
+    };
+    get("/single", &[("b3", format!("{TRACE}-{PARENT}-0"))]).await;
     let seen = app.last();
     let b3 = seen.headers["b3"].to_str().unwrap().to_string();
     let parts: Vec<&str> = b3.split('-').collect();
@@ -137,24 +138,21 @@ async fn b3_in_b3_out() {
     assert_eq!(seen.headers["traceparent"], format!("00-{TRACE}-{}-00", parts[1]));
     assert!(!seen.headers.contains_key("x-b3-traceid"), "no multi headers were sent, none come back");
     // Sampled: recorded, and the app's b3 names the recorded span.
-    curl(&["-H", &format!("b3: {TRACE}-{PARENT}-1"), &format!("{url}/single")]);
-    let span = spans(&proxy, 1).await.pop().unwrap();
+    get("/single", &[("b3", format!("{TRACE}-{PARENT}-1"))]).await;
+    let span = proxy.wait_for_spans(1).await.pop().unwrap();
     assert_eq!(span.trace_id.to_string(), TRACE);
     assert!(span.sampled);
     assert_eq!(app.last().headers["b3"], format!("{TRACE}-{}-1-{PARENT}", span.span_id));
-    assert_eq!(proxy.ring.len(), 1, "the unsampled request left no span");
+    assert_eq!(proxy.sidecar().ring.len(), 1, "the unsampled request left no span");
 
     // Multi headers, 64-bit trace id, sampled: written back as 64-bit multi headers.
-    curl(&[
-        "-H",
-        "X-B3-TraceId: a3ce929d0e0e4736",
-        "-H",
-        &format!("X-B3-SpanId: {PARENT}"),
-        "-H",
-        "X-B3-Sampled: 1",
-        &format!("{url}/multi"),
-    ]);
-    let span = spans(&proxy, 2).await.pop().unwrap();
+    let multi = [
+        ("X-B3-TraceId", "a3ce929d0e0e4736".to_string()),
+        ("X-B3-SpanId", PARENT.to_string()),
+        ("X-B3-Sampled", "1".to_string()),
+    ];
+    get("/multi", &multi).await;
+    let span = proxy.wait_for_spans(2).await.pop().unwrap();
     assert_eq!(span.trace_id.to_string(), "0000000000000000a3ce929d0e0e4736");
     assert_eq!(span.parent_span_id.unwrap().to_string(), PARENT);
     let seen = app.last();
@@ -167,13 +165,13 @@ async fn b3_in_b3_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_context_starts_a_trace_and_outbound_makes_client_spans() {
-    let app = echo_app().await;
-    let proxy = proxy_for(closed_port()).await;
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(apps::refusing()).start().await;
     let outbound = proxy.outbound.unwrap();
     // HTTP_PROXY style: absolute-form URI to the outbound listener.
-    let out = curl(&["-x", &format!("http://{outbound}"), &format!("http://{}/orders/7", app.addr)]);
-    assert_eq!(out.stdout, b"hello from the app\n");
-    let span = spans(&proxy, 1).await.pop().unwrap();
+    let r = Client::http1().get(&format!("http://{}/orders/7", app.addr)).via(outbound).send().await;
+    assert_eq!(r.text(), "hello from the app\n");
+    let span = proxy.wait_for_spans(1).await.pop().unwrap();
     assert_eq!(span.direction, Direction::Outbound);
     assert!(span.parent_span_id.is_none() && span.sampled);
     let seen = app.last();
@@ -181,24 +179,25 @@ async fn no_context_starts_a_trace_and_outbound_makes_client_spans() {
     assert_eq!(seen.headers["host"], app.addr.to_string());
     let (trace, parent, _) = parse_traceparent(seen.headers["traceparent"].as_bytes()).unwrap();
     assert_eq!((trace, parent), (span.trace_id, span.span_id));
-    let otlp = proxy.encoder.span(&span);
+    let otlp = proxy.sidecar().encoder.span(&span);
     assert_eq!(otlp.kind, 3, "CLIENT");
     assert_eq!(otlp.name, "GET /orders/{id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_spans_or_logs() {
-    let app = echo_app().await;
-    let (proxy, url) = inbound_for(&app).await;
-    curl(&[
-        "-H",
-        "Authorization: Bearer topsecret-1",
-        "-H",
-        "Cookie: session=topsecret-2",
-        &format!("{url}/status/200?api_key=topsecret-3"),
-    ]);
-    let span = spans(&proxy, 1).await.pop().unwrap();
-    let otlp = serde_json::to_string(&proxy.encoder.request(std::slice::from_ref(&span))).unwrap();
+    let app = apps::echo().await;
+    let proxy = TestProxy::to(app.addr).start().await;
+    let url = proxy.inbound_url();
+    let r = Client::http1()
+        .get(&format!("{url}/status/200?api_key=topsecret-3"))
+        .header("authorization", "Bearer topsecret-1")
+        .header("cookie", "session=topsecret-2")
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let span = proxy.wait_for_spans(1).await.pop().unwrap();
+    let otlp = serde_json::to_string(&proxy.sidecar().encoder.request(std::slice::from_ref(&span))).unwrap();
     let mut line = String::new();
     sidetrace::access_log::format_line(&span, sidetrace::config::AccessLogFormat::Json, &mut line);
     sidetrace::access_log::format_line(&span, sidetrace::config::AccessLogFormat::Text, &mut line);

@@ -1,13 +1,14 @@
 //! What the Kubernetes tests share: running `sidetrace inject`, the golden
-//! inputs, and finding the Python tools `scripts/setup/k8s.sh` installs.
-//! A missing tool fails the test under CI=true and skips it (with a line
-//! saying so) elsewhere.
+//! inputs, and the Python scripts beside this file, run by the test venv's
+//! python (`scripts/setup/k8s.sh` installs what they import; a missing
+//! module follows `support::tools::require`: a failure under CI, a skip
+//! with a line saying so elsewhere).
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use crate::support;
+use std::path::PathBuf;
+use std::process::Output;
 
 pub const TEST_IMAGE: &str = "sidetrace:test";
 
@@ -22,17 +23,8 @@ pub fn golden_dir() -> PathBuf {
 /// `sidetrace inject --image sidetrace:test ARGS` with `input` on stdin,
 /// without any SIDETRACE_INJECT_* variable of the caller's.
 pub fn inject(args: &[&str], input: &[u8]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidetrace"));
-    cmd.args(["inject", "--image", TEST_IMAGE]).args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SIDETRACE_INJECT_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // A command that fails on its flags exits before reading stdin.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
+    let argv: Vec<&str> = ["inject", "--image", TEST_IMAGE].iter().chain(args).copied().collect();
+    support::proxy::sidetrace(&argv).stdin(input).output()
 }
 
 /// The golden inputs: `(name, input path, extra flags)`. A first line
@@ -63,30 +55,14 @@ pub fn expected_output(stem: &str) -> PathBuf {
     golden_dir().join(format!("{stem}.out.yaml"))
 }
 
-/// The test venv's python (`SIDETRACE_TEST_PYTHON`, set by scripts/test.sh,
-/// else target/test-venv).
-pub fn venv_bin(tool: &str) -> PathBuf {
-    let python = std::env::var_os("SIDETRACE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/test-venv/bin/python"));
-    python.parent().unwrap_or(Path::new(".")).join(tool)
-}
-
-/// The tool, or `None` (and a line on stderr) when it is missing outside CI.
-pub fn require(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!("{what} is not installed at {} (bash scripts/test.sh installs it)", path.display());
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-/// Runs a Python snippet with the test venv's interpreter.
-pub fn python(script: &str, args: &[&str]) -> Option<Output> {
-    let py = require(venv_bin("python"), "the test venv's python")?;
-    Some(Command::new(py).arg("-c").arg(script).args(args).output().unwrap())
+/// Runs tests/k8s/SCRIPT with the test venv's python, once it imports
+/// `modules`: its output (stdout and stderr), which must say it succeeded;
+/// `None` when the venv lacks them outside CI.
+pub fn run_script(script: &str, modules: &[&str], args: &[&str]) -> Option<String> {
+    let python = support::python::with(modules)?;
+    let out =
+        std::process::Command::new(python).arg(repo().join("tests/k8s").join(script)).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
+    Some(text)
 }

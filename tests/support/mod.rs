@@ -1,240 +1,60 @@
-//! The test harness: a sidecar bound to ephemeral loopback ports, fake apps
-//! named by behaviour, and helpers to wait for spans and run curl.
+//! The one test harness of the crate (DESIGN.md, "One test harness inside
+//! the crate"). Every test file includes it with `mod support;`.
+//!
+//! - `proxy`: the only way to start sidetrace: `TestProxy` (in this
+//!   process or as the real binary) with its addresses, spans and parsed
+//!   `/metrics`; `sidetrace(args)` for commands that must end;
+//! - `apps`: fake apps named by behaviour (`echo`, `slow`, `reset`,
+//!   `refusing`, `stalled`, `one_connection`, …);
+//! - `collectors`: fake span collectors (`Collector`, the decoding Python
+//!   peer; `ok`; `stalled`);
+//! - `client`: the one HTTP client (hyper, HTTP/1.1 and h2c, TLS);
+//! - `wait`: the one bounded wait;
+//! - `metrics`: a parsed `/metrics` scrape (`Metrics::value`, `sum`);
+//! - `otlp`: reading OTLP/JSON spans and attributes;
+//! - `process`: a child process with collected output, killed on drop;
+//! - `tools`: what the machine must have, and the CI rule (`require`);
+//!   `python`: the test venv; `prometheus`: a real Prometheus server;
+//!   `pki`: certificates made with openssl;
+//! - `netns`: network namespaces, and HTTP from inside one.
 #![allow(dead_code)]
 
-pub mod collector;
+pub mod apps;
+pub mod client;
+pub mod collectors;
+pub mod metrics;
 pub mod netns;
+pub mod otlp;
+pub mod pki;
+pub mod process;
+pub mod prometheus;
+pub mod proxy;
+pub mod python;
+pub mod tools;
+pub mod wait;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+#[allow(unused_imports)]
+pub use client::Client;
+#[allow(unused_imports)]
+pub use proxy::TestProxy;
+
+// Kept for tests/metrics.rs and its helpers, which move onto `TestProxy`
+// when they are rewritten; new tests use `TestProxy`.
 use sidetrace::Sidecar;
 use sidetrace::config::Config;
 use sidetrace::trace::SpanRecord;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::process::Output;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpListener;
 
-pub async fn proxy_for(app: SocketAddr) -> Sidecar {
-    proxy_with(Config::local(app, "test-service")).await
-}
-
+/// `TestProxy::start`, as a bare `Sidecar`.
 pub async fn proxy_with(config: Config) -> Sidecar {
-    Sidecar::start(config).await.expect("sidecar starts")
+    proxy::start_sidecar(config).await
 }
 
-/// Waits (bounded) until the sidecar has recorded at least `n` spans.
+/// `TestProxy::wait_for_spans`, for a bare `Sidecar`.
 pub async fn spans(sidecar: &Sidecar, n: usize) -> Vec<SpanRecord> {
-    for _ in 0..250 {
-        let all = sidecar.ring.newest(usize::MAX);
-        if all.len() >= n {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let all = sidecar.ring.newest(usize::MAX);
-    panic!("expected {n} spans, have {}: {all:#?}", all.len());
+    proxy::wait_for_ring(sidecar, n).await
 }
 
-/// What the app saw of one request.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: http::Method,
-    pub uri: http::Uri,
-    pub version: http::Version,
-    pub headers: HeaderMap,
-}
-
-#[derive(Clone)]
-pub struct App {
-    pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<Seen>>>,
-    /// Connections the app has accepted.
-    pub connections: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl App {
-    pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the app saw a request")
-    }
-}
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|e| match e {}).boxed()
-}
-
-/// The `echo` app, over HTTP/1.1 and HTTP/2 (prior knowledge):
-/// - `/echo`: streams the request body back (trailers too)
-/// - `/bytes/N`: N bytes of a repeating pattern, streamed in 64 KiB frames
-/// - `/trailers`: a body followed by trailers `x-checksum: abc`
-/// - `/status/N`: answers N
-/// - `/slow/MS`: answers after MS milliseconds
-/// - `/headers`: the request's headers as `name: value` lines, sorted
-/// - `/sink`: reads the whole body and answers its length
-/// - anything else: `hello from the app`
-pub async fn echo_app() -> App {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-    let app = App { addr, seen: seen.clone(), connections: connections.clone() };
-    tokio::spawn(async move {
-        loop {
-            let Ok((sock, _)) = listener.accept().await else { continue };
-            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
-                    async move { Ok::<_, Infallible>(respond(req, seen).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(sock), svc)
-                    .await;
-            });
-        }
-    });
-    app
-}
-
-pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
-
-async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<Body> {
-    seen.lock().unwrap().push(Seen {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        headers: req.headers().clone(),
-    });
-    let path = req.uri().path().to_string();
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    match (parts.next().unwrap_or(""), parts.next()) {
-        ("echo", _) => {
-            let body = req.into_body();
-            let stream = futures_util::stream::unfold(body, |mut b| async move {
-                match b.frame().await {
-                    Some(Ok(f)) => Some((Ok::<_, Infallible>(f), b)),
-                    _ => None,
-                }
-            });
-            Response::new(BodyExt::boxed(StreamBody::new(stream)))
-        }
-        ("bytes", Some(n)) => {
-            let total: usize = n.parse().unwrap_or(0);
-            // 256 periods of the pattern, so every chunk starts aligned.
-            let chunk = Bytes::from(pattern(251 * 256));
-            let stream = futures_util::stream::unfold(0usize, move |sent| {
-                let chunk = chunk.clone();
-                async move {
-                    if sent >= total {
-                        return None;
-                    }
-                    let n = (total - sent).min(chunk.len());
-                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n))), sent + n))
-                }
-            });
-            Response::new(BodyExt::boxed(StreamBody::new(stream)))
-        }
-        ("trailers", _) => {
-            let mut trailers = HeaderMap::new();
-            trailers.insert("x-checksum", "abc".parse().unwrap());
-            let frames = vec![
-                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"body before trailers\n"))),
-                Ok(Frame::trailers(trailers)),
-            ];
-            let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))));
-            // HTTP/1 sends only the trailer fields announced up front.
-            r.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
-            r
-        }
-        ("status", Some(code)) => {
-            let mut r = Response::new(full(format!("status {code}\n")));
-            *r.status_mut() =
-                code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
-            r
-        }
-        ("slow", Some(ms)) => {
-            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-            Response::new(full("slow hello\n"))
-        }
-        ("headers", _) => {
-            let mut lines: Vec<String> =
-                req.headers().iter().map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("<binary>"))).collect();
-            lines.sort();
-            Response::new(full(lines.join("\n") + "\n"))
-        }
-        ("sink", _) => {
-            let mut body = req.into_body();
-            let mut n = 0u64;
-            while let Some(Ok(f)) = body.frame().await {
-                if let Some(d) = f.data_ref() {
-                    n += d.len() as u64;
-                }
-            }
-            Response::new(full(format!("{n}\n")))
-        }
-        _ => Response::new(full("hello from the app\n")),
-    }
-}
-
-/// Runs curl with `-sS` and returns its output.
-pub fn curl(args: &[&str]) -> Output {
-    std::process::Command::new("curl").arg("-sS").args(args).output().expect("curl is installed")
-}
-
-/// A child process that is killed and reaped when the test lets go of it,
-/// whether the test passes or panics.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits, for at most 5 s, until something accepts connections on
-/// 127.0.0.1:`port`. Returns whether it did.
-pub fn wait_for_port(port: u16) -> bool {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// Waits, for at most `limit`, until `done` holds; returns whether it did.
-pub async fn until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while !done() {
-        if std::time::Instant::now() > end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
-/// A port on loopback with nothing listening.
-pub fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// A sidecar whose inbound side forwards to `app`, and its inbound URL.
-pub async fn inbound_for(app: &App) -> (Sidecar, String) {
-    let s = proxy_for(app.addr).await;
-    let url = format!("http://{}", s.inbound.unwrap());
-    (s, url)
+/// `apps::refusing`.
+pub fn closed_port() -> std::net::SocketAddr {
+    apps::refusing()
 }

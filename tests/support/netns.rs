@@ -1,47 +1,85 @@
 //! Network namespaces for tests: a world of namespaces joined by veth
-//! pairs, the processes started inside them, and its teardown in `Drop`
-//! (panic or not). Only the namespaces, interfaces and addresses a test
-//! creates itself are ever touched.
+//! pairs, the processes started inside them, HTTP calls made from inside
+//! one (`block_on_in`), and its teardown in `Drop` (panic or not). Only
+//! the namespaces, interfaces and addresses a test creates itself are ever
+//! touched.
 //!
-//! Such tests need root and `ip netns`. Where the machine lacks them,
-//! `unavailable` makes the test fail under `CI=true` (CI must not pass
-//! silently) and skip with a printed line elsewhere.
+//! Such tests need root and `ip netns` (and whatever else `require` is
+//! asked for). Where the machine lacks them, `unavailable` makes the test
+//! fail under CI (see `tools::require`: CI must not pass without them) and
+//! skip with a printed line elsewhere.
 
-use std::io::{BufRead, BufReader, Read};
+use super::client::{Client, Failure, Response};
+pub use super::process::{Lines, collect};
+use super::proxy::TestProxy;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::sleep;
 use std::time::Duration;
 
-pub type Lines = Arc<Mutex<Vec<String>>>;
-
-/// A test that cannot run here: a failure under `CI=true`, a printed skip
+/// A test that cannot run here: a failure under CI, a printed skip
 /// otherwise. Call it and return.
 pub fn unavailable(test: &str, why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} cannot run on this machine, and CI must not pass without it: {why}");
-    }
-    eprintln!("skipping {test}: {why}");
+    let _: Option<()> = super::tools::require(test, Err(why.to_string()));
 }
 
 /// `Err` with the reason when this process is not root or a tool is
-/// missing (`tool --version` must run).
+/// missing (`tool --version`, `ip -V`, must run).
 pub fn require(tools: &[&str]) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not running as root (network namespaces need it)".into());
-    }
+    super::tools::root().map_err(|why| format!("{why} (network namespaces need it)"))?;
     for tool in ["ip"].iter().chain(tools) {
         let version = if *tool == "ip" { "-V" } else { "--version" };
-        match Command::new(tool).arg(version).stdout(Stdio::null()).stderr(Stdio::null()).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => return Err(format!("`{tool} {version}` failed ({s})")),
-            Err(e) => return Err(format!("{tool} is not installed ({e})")),
-        }
+        super::tools::runs(std::path::Path::new(tool), version)?;
     }
     Ok(())
+}
+
+/// Runs `fut` to its end on a thread of its own inside network namespace
+/// `ns`, on a runtime of its own: every socket it opens (a `Client`'s, say)
+/// is in `ns`. The rest of the test stays where it was.
+pub fn block_on_in<F>(ns: &str, fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        let thread = s.spawn(|| {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns(2) moves only this thread, into a namespace file we hold open.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+        });
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// A GET of `url` from inside `ns`, with the harness's client.
+pub fn get(ns: &str, url: &str) -> Result<Response, Failure> {
+    block_on_in(ns, Client::http1().get(url).timeout(Duration::from_secs(10)).try_send())
+}
+
+/// The spans a sidecar in `ns` shows on its admin port (OTLP/JSON).
+pub fn api_spans(ns: &str, admin: SocketAddr) -> Vec<Value> {
+    let r = get(ns, &format!("http://{admin}/api/traces?limit=1000")).unwrap_or_else(|f| panic!("/api/traces: {f}"));
+    assert_eq!(r.status, 200, "/api/traces: {}", r.text());
+    let doc: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/api/traces ({e}): {}", r.text()));
+    super::otlp::spans(&doc)
+}
+
+/// The span of the request for `path` from the spawned `proxy` in `ns`,
+/// polled (spans reach the admin API asynchronously) while it runs.
+pub fn wait_for_span(proxy: &mut TestProxy, ns: &str, path: &str) -> Value {
+    let admin = proxy.admin.expect("the proxy's admin port");
+    let found = super::wait::until_sync(Duration::from_secs(10), || {
+        proxy.process().assert_running();
+        api_spans(ns, admin).into_iter().find(|s| super::otlp::string_attr(s, "url.path") == Some(path))
+    });
+    found.unwrap_or_else(|| panic!("no span for {path} in /api/traces\n{}", proxy.output()))
 }
 
 /// One end of a veth pair: its namespace and addresses (`ip/len`).
@@ -63,9 +101,7 @@ impl World {
     /// tests' names apart.
     pub fn new(tag: &str) -> World {
         let tag = format!("{}{tag}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("sidetrace-netns-{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the test's directory");
+        let dir = super::tools::scratch_dir(&format!("netns-{tag}"));
         World { dir, tag, namespaces: Vec::new(), children: Vec::new(), links: 0 }
     }
 
@@ -94,6 +130,11 @@ impl World {
     /// created straight inside the namespaces, so nothing of ours ever
     /// appears in the host's namespace.
     pub fn link(&mut self, a: End, b: End) {
+        self.try_link(a, b).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// `link`, with `Err` when the machine will not make a veth pair.
+    pub fn try_link(&mut self, a: End, b: End) -> Result<(), String> {
         self.links += 1;
         let (ia, ib) = (format!("va{}{}", self.links, self.tag), format!("vb{}{}", self.links, self.tag));
         let (ia, ib) = (truncate(&ia), truncate(&ib));
@@ -101,7 +142,9 @@ impl World {
             .args(["link", "add", &ia, "netns", a.ns, "type", "veth", "peer", "name", &ib, "netns", b.ns])
             .output()
             .expect("run ip link add");
-        assert!(out.status.success(), "cannot create a veth pair: {}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(format!("cannot create a veth pair: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
         for (end, ifname) in [(&a, &ia), (&b, &ib)] {
             for addr in end.addrs {
                 // nodad: usable at once, not tentative for a second or two.
@@ -113,6 +156,56 @@ impl World {
             }
             self.must(end.ns, &["ip", "link", "set", ifname, "up"]);
         }
+        Ok(())
+    }
+
+    /// Appends `rules` to the nat table in `ns`, each the arguments of one
+    /// `iptables -t nat` call (`ip6tables` for `v6`); `Err` when refused.
+    pub fn nat_rules(&self, ns: &str, v6: bool, rules: &[String]) -> Result<(), String> {
+        let iptables = if v6 { "ip6tables" } else { "iptables" };
+        for rule in rules {
+            // -w: the legacy backend's lock is shared by all namespaces, and
+            // other tests may be installing their rules at this very moment.
+            let args: Vec<&str> = [iptables, "-w", "-t", "nat"].into_iter().chain(rule.split_whitespace()).collect();
+            let out = self.exec(ns, &args);
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr);
+                return Err(format!("cannot install the rule `{}`: {}", args.join(" "), why.trim()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A client namespace and a pod namespace joined by a veth pair, with
+    /// `client_addr` and `pod_addr` (`ip/len`) on its ends and `nat_rules`
+    /// appended in the pod (see `nat_rules`; IPv6 when the addresses are).
+    /// Returns the client's and the pod's namespace; `Err` is a reason the
+    /// machine cannot run the test.
+    pub fn client_and_pod(
+        &mut self,
+        client_addr: &str,
+        pod_addr: &str,
+        nat_rules: &[String],
+    ) -> Result<(String, String), String> {
+        let (client, pod) = (self.namespace("cli")?, self.namespace("pod")?);
+        self.try_link(End { ns: &client, addrs: &[client_addr] }, End { ns: &pod, addrs: &[pod_addr] })?;
+        self.nat_rules(&pod, pod_addr.contains(':'), nat_rules)?;
+        Ok((client, pod))
+    }
+
+    /// The `*.log` files in the world's directory, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = String::new();
+        for log in logs {
+            let name = log.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            out.push_str(&format!("\n--- {name}:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        }
+        out
     }
 
     /// `ip netns exec <ns> <args>`, waited for.
@@ -165,19 +258,15 @@ impl World {
         (collect(out), collect(err))
     }
 
-    /// Asks `probe` every 100 ms, for up to 10 s, while every process named
+    /// Asks `probe` for up to 10 s (see `wait`), while every process named
     /// in `watched` still runs.
     pub fn wait_for<T>(&mut self, watched: &[&str], mut probe: impl FnMut(&World) -> Option<T>) -> Option<T> {
-        for _ in 0..100 {
+        super::wait::until_sync(Duration::from_secs(10), || {
             for name in watched {
                 self.assert_running(name);
             }
-            if let Some(found) = probe(self) {
-                return Some(found);
-            }
-            sleep(Duration::from_millis(100));
-        }
-        None
+            probe(self)
+        })
     }
 
     /// Panics if `name` has exited.
@@ -215,19 +304,6 @@ impl Drop for World {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Collects a child's output lines on a thread that ends with the pipe.
-pub fn collect(pipe: impl Read + Send + 'static) -> Lines {
-    let lines = Lines::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 pub fn text(out: &Output) -> String {

@@ -1,0 +1,431 @@
+//! Fake apps named by behaviour, each on its own loopback port:
+//!
+//! - `echo`: HTTP/1.1 and h2c; answers by path (see `echo`) and records
+//!   what it saw of each request and how many connections it accepted;
+//! - `slow`: answers every request after a delay;
+//! - `reset`: promises a megabyte and hangs up after a kilobyte;
+//! - `refusing`: a port with nothing listening (connections are refused);
+//! - `stalled`: accepts connections and never answers;
+//! - `tcp_echo` / `server_first`: not HTTP: echoes bytes, greeting first
+//!   or not;
+//! - `websocket_echo`, `grpc` (tonic's health and reflection services);
+//! - `one_connection`: Python's `http.server.HTTPServer`, which serves one
+//!   connection at a time, as many small services do;
+//! - `scripted`: answers its Nth connection with the Nth status given and
+//!   closes it, recording each request head (for `wait-ready`).
+//!
+//! The apps run on the test's runtime (or a thread, for `scripted`) and
+//! stop with it; `one_connection` is a process killed on drop.
+
+use super::process::Process;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the app saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+/// A running `echo` app.
+#[derive(Clone)]
+pub struct App {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl App {
+    /// The last request the app saw.
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the app saw a request")
+    }
+
+    /// Connections the app has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// Serves `handler` over HTTP/1.1 and h2c (prior knowledge) on every
+/// connection `listener` accepts, counting them in `connections`.
+fn serve<F, Fut>(listener: TcpListener, connections: Arc<AtomicUsize>, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { continue };
+            connections.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let handler = handler.clone();
+                    async move {
+                        let head = req.method() == http::Method::HEAD;
+                        let resp = handler(req).await;
+                        Ok::<_, Infallible>(if head { without_body(resp) } else { resp })
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// The answer to a HEAD request: the GET answer's head, its length
+/// included when known, and no body (RFC 9110 §9.3.2). hyper leaves the
+/// body out by itself over HTTP/1 but not over HTTP/2.
+fn without_body(resp: Response<Body>) -> Response<Body> {
+    use hyper::body::Body as _;
+    let (mut head, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        head.headers.entry(http::header::CONTENT_LENGTH).or_insert_with(|| len.into());
+    }
+    Response::from_parts(head, full(Bytes::new()))
+}
+
+async fn listen() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// The `echo` app, over HTTP/1.1 and HTTP/2 (prior knowledge):
+/// - `/echo`: streams the request body back, trailers too (announced in a
+///   `Trailer` header when the request announced them, as HTTP/1 needs);
+/// - `/bytes/N`: N bytes of `pattern`, streamed in 64 KiB frames;
+/// - `/trailers`: a body followed by the trailer `x-checksum: abc`;
+/// - `/status/N`: answers N (with no body for 204 and 304);
+/// - `/slow/MS`: answers after MS milliseconds;
+/// - `/headers`: the request's headers as `name: value` lines, sorted;
+/// - `/respond?name=value&…`: answers 200 with those response headers
+///   (percent-decoded, a name may repeat) and a short body;
+/// - `/sink`: reads the whole body and answers its length;
+/// - anything else: `hello from the app`.
+pub async fn echo() -> App {
+    let (listener, addr) = listen().await;
+    let app = App { addr, seen: Arc::default(), connections: Arc::default() };
+    let seen = app.seen.clone();
+    serve(listener, app.connections.clone(), move |req| respond(req, seen.clone()));
+    app
+}
+
+/// `n` bytes of a pattern with a period of 251 (a prime, so no power-of-two
+/// framing lines up with it).
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<Body> {
+    seen.lock().unwrap().push(Seen {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_string();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    match (parts.next().unwrap_or(""), parts.next()) {
+        ("echo", _) => {
+            let announced = req.headers().get("trailer").cloned();
+            let body = req.into_body();
+            let stream = futures_util::stream::unfold(body, |mut b| async move {
+                match b.frame().await {
+                    Some(Ok(f)) => Some((Ok::<_, Infallible>(f), b)),
+                    _ => None,
+                }
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            if let Some(t) = announced {
+                r.headers_mut().insert("trailer", t);
+            }
+            r
+        }
+        ("bytes", Some(n)) => {
+            let total: usize = n.parse().unwrap_or(0);
+            // 256 periods of the pattern, so every chunk starts aligned.
+            let chunk = Bytes::from(pattern(251 * 256));
+            let stream = futures_util::stream::unfold(0usize, move |sent| {
+                let chunk = chunk.clone();
+                async move {
+                    if sent >= total {
+                        return None;
+                    }
+                    let n = (total - sent).min(chunk.len());
+                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n))), sent + n))
+                }
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(stream)))
+        }
+        ("trailers", _) => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", "abc".parse().unwrap());
+            let frames = vec![
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"body before trailers\n"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))));
+            // HTTP/1 sends only the trailer fields announced up front.
+            r.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
+            r
+        }
+        ("status", Some(code)) => {
+            let status = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5);
+            // hyper leaves it out by itself over HTTP/1 but not over HTTP/2.
+            let body = match status {
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED => Bytes::new(),
+                _ => Bytes::from(format!("status {code}\n")),
+            };
+            let mut r = Response::new(full(body));
+            *r.status_mut() = status;
+            r
+        }
+        ("slow", Some(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+            Response::new(full("slow hello\n"))
+        }
+        ("headers", _) => {
+            let mut lines: Vec<String> =
+                req.headers().iter().map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("<binary>"))).collect();
+            lines.sort();
+            Response::new(full(lines.join("\n") + "\n"))
+        }
+        ("respond", _) => {
+            let mut r = Response::new(full("headers as asked\n"));
+            for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+                if let (Ok(name), Ok(value)) = (k.parse::<http::HeaderName>(), HeaderValue::from_str(&v)) {
+                    r.headers_mut().append(name, value);
+                }
+            }
+            r
+        }
+        ("sink", _) => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(Ok(f)) = body.frame().await {
+                if let Some(d) = f.data_ref() {
+                    n += d.len() as u64;
+                }
+            }
+            Response::new(full(format!("{n}\n")))
+        }
+        _ => Response::new(full("hello from the app\n")),
+    }
+}
+
+/// Answers every request `slow hello` after `delay`.
+pub async fn slow(delay: Duration) -> SocketAddr {
+    let (listener, addr) = listen().await;
+    serve(listener, Arc::default(), move |_req| async move {
+        tokio::time::sleep(delay).await;
+        Response::new(full("slow hello\n"))
+    });
+    addr
+}
+
+/// Promises a megabyte (`Content-Length: 1000000`), sends a kilobyte of
+/// `x`, and hangs up.
+pub async fn reset() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n").await;
+                let _ = s.write_all(&[b'x'; 1024]).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback port with nothing listening: connecting is refused. (The
+/// port was free a moment ago; a test that binds it later, as a
+/// collector that comes back, uses it the same way.)
+pub fn refusing() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Accepts connections, reads nothing, answers nothing, holds them open.
+pub async fn stalled() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// Echoes whatever it reads, as raw TCP.
+pub async fn tcp_echo() -> SocketAddr {
+    tcp(None).await
+}
+
+/// Sends `greeting` as soon as a connection opens (as SMTP or a database
+/// does), then echoes.
+pub async fn server_first(greeting: &'static [u8]) -> SocketAddr {
+    tcp(Some(greeting)).await
+}
+
+async fn tcp(greeting: Option<&'static [u8]>) -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Some(g) = greeting {
+                    let _ = s.write_all(g).await;
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A WebSocket server that sends every message back.
+pub async fn websocket_echo() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_close() || ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gRPC server with tonic's health service (unary) and reflection
+/// (bidirectional streaming).
+pub async fn grpc() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+const ONE_CONNECTION: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Header and body go out in two writes; without this, Nagle and
+    # delayed ACKs cost 40 ms a request, with or without a proxy.
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        body = b"hello from a one-connection app\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// Python's `http.server.HTTPServer` with HTTP/1.1 keep-alive: it serves
+/// one connection at a time, and the next waits in its accept backlog
+/// until the current one closes.
+pub fn one_connection() -> (Process, SocketAddr) {
+    let p =
+        Process::spawn("the one-connection app", std::process::Command::new("python3").args(["-c", ONE_CONNECTION]));
+    let port = super::wait::until_sync(Duration::from_secs(10), || {
+        p.stdout.lock().unwrap().first().and_then(|l| l.trim().parse::<u16>().ok())
+    });
+    let port = port.unwrap_or_else(|| panic!("the app did not print its port\n{}", p.output()));
+    (p, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// An HTTP/1.1 server on a thread that answers its Nth connection with the
+/// Nth of `statuses` (a status line's tail, e.g. `503 Service Unavailable`)
+/// and closes it; `requests` holds each request head it read.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<String>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+pub fn scripted(statuses: &[&str]) -> Scripted {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = requests.clone();
+    let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+    let thread = std::thread::spawn(move || {
+        for status in statuses {
+            let Ok((mut s, _)) = listener.accept() else { return };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            record.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Scripted { addr, requests, thread }
+}
+
+impl Scripted {
+    /// Waits until every scripted answer has been given.
+    pub fn join(self) -> Vec<String> {
+        self.thread.join().expect("the scripted server panicked");
+        self.requests.lock().unwrap().clone()
+    }
+}
