@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod forward;
 pub mod headers;
 pub mod idle;
+pub mod joint;
 pub mod keepalive_layer;
 pub mod pool;
 pub mod prefixed;

@@ -5,6 +5,7 @@
 use super::conn::ConnMeta;
 use super::dedicated::Dedicated;
 use super::idle;
+use super::joint;
 use super::prefixed::PrefixedIo;
 use super::shared::Shared;
 use super::stack::stack;
@@ -32,12 +33,7 @@ pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
         let conn = Box::pin(shared.http1.serve_connection(wrapped, svc.clone()).with_upgrades());
         let served = run(conn, &drain, |c| c.as_mut().graceful_shutdown());
         match &dedicated {
-            Some(d) => {
-                tokio::select! {
-                    _ = served => {}
-                    _ = std::future::poll_fn(|cx| d.poll_drive(cx)) => {}
-                }
-            }
+            Some(d) => joint::drive_beside(served, |cx| d.poll_drive(cx)).await,
             None => served.await,
         }
         let Some(sock) = meta.keepalive.take_parked() else { return };
@@ -105,6 +101,9 @@ where
     E: std::fmt::Display,
 {
     let r = tokio::select! {
+        // The connection first: a drain is rare, and a fixed order spares
+        // the random one on every poll.
+        biased;
         r = &mut conn => r,
         _ = drain.signaled() => {
             graceful(&mut conn);
