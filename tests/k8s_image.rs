@@ -23,6 +23,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use support::netns::{World, require, text, unavailable};
+use support::otlp::{self, int_attr, string_attr};
 
 const IMAGE: &str = "localhost/sidetrace:test";
 const APP_BODY: &str = "hello from the app beside the container\n";
@@ -344,27 +345,5 @@ fn init_net_runs_from_the_image(engine: &Engine) {
 }
 
 fn spans(json: &[u8]) -> Vec<Value> {
-    let Ok(doc) = serde_json::from_slice::<Value>(json) else { return vec![] };
-    let mut all = Vec::new();
-    for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
-        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-            all.extend(ss["spans"].as_array().into_iter().flatten().cloned());
-        }
-    }
-    all
-}
-
-fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["attributes"].as_array()?.iter().find(|kv| kv["key"] == key).map(|kv| &kv["value"])
-}
-
-fn string_attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
-    attr(span, key)?["stringValue"].as_str()
-}
-
-fn int_attr(span: &Value, key: &str) -> Option<i64> {
-    match &attr(span, key)?["intValue"] {
-        Value::String(s) => s.parse().ok(),
-        v => v.as_i64(),
-    }
+    serde_json::from_slice::<Value>(json).map(|doc| otlp::spans(&doc)).unwrap_or_default()
 }

@@ -26,6 +26,7 @@ mod support;
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use support::netns::{End, Lines, World, require, text, unavailable};
+use support::otlp::{self, int_attr, string_attr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidetrace");
 const PROXY_UID: &str = "2102";
@@ -384,13 +385,7 @@ fn curl(p: &Pod, ns: &str, url: &str) -> String {
 fn spans(w: &World, pod: &str) -> Vec<Value> {
     let out = w.must(pod, &["curl", "-sS", "--fail", "--max-time", "2", "http://127.0.0.1:15020/api/traces?limit=100"]);
     let doc: Value = serde_json::from_slice(&out.stdout).expect("/api/traces is JSON");
-    let mut all = Vec::new();
-    for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
-        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-            all.extend(ss["spans"].as_array().into_iter().flatten().cloned());
-        }
-    }
-    all
+    otlp::spans(&doc)
 }
 
 /// The span for `path`, polled from the admin API (spans reach it
@@ -419,20 +414,4 @@ fn diagnostics(p: &Pod) -> String {
         p.proxy_err.lock().unwrap().join("\n"),
         text(&p.w.exec(&p.pod, &["nft", "list", "ruleset"]))
     )
-}
-
-fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["attributes"].as_array()?.iter().find(|kv| kv["key"] == key).map(|kv| &kv["value"])
-}
-
-fn string_attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
-    attr(span, key)?["stringValue"].as_str()
-}
-
-/// OTLP/JSON writes int64 as a string; accept a number as well.
-fn int_attr(span: &Value, key: &str) -> Option<i64> {
-    match &attr(span, key)?["intValue"] {
-        Value::String(s) => s.parse().ok(),
-        v => v.as_i64(),
-    }
 }
