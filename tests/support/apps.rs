@@ -3,6 +3,8 @@
 //! - `echo`: HTTP/1.1 and h2c; answers by path (see `echo`) and records
 //!   what it saw of each request and how many connections it accepted;
 //! - `slow`: answers every request after a delay;
+//! - `sleeper`: answers every request after the delay and with the status
+//!   its query asks for (`?ms=N&status=S`), on any path;
 //! - `reset`: promises a megabyte and hangs up after a kilobyte;
 //! - `refusing`: a port with nothing listening (connections are refused);
 //! - `stalled`: accepts connections and never answers;
@@ -250,6 +252,26 @@ pub async fn slow(delay: Duration) -> SocketAddr {
     serve(listener, Arc::default(), move |_req| async move {
         tokio::time::sleep(delay).await;
         Response::new(full("slow hello\n"))
+    });
+    addr
+}
+
+/// Answers every path `ok` after `?ms=N` milliseconds (default 0) with
+/// status `?status=S` (default 200), so that a test chooses each request's
+/// route, cost upstream and status, and knows them.
+pub async fn sleeper() -> SocketAddr {
+    let (listener, addr) = listen().await;
+    serve(listener, Arc::default(), |req| async move {
+        let query = req.uri().query().unwrap_or("");
+        let param = |k: &str| query.split('&').find_map(|p| p.strip_prefix(k)?.strip_prefix('='));
+        let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let status = param("status").and_then(|v| v.parse().ok()).and_then(|c| StatusCode::from_u16(c).ok());
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let mut r = Response::new(full("ok\n"));
+        *r.status_mut() = status.unwrap_or(StatusCode::OK);
+        r
     });
     addr
 }

@@ -1,5 +1,8 @@
 //! A real Prometheus server (Debian's `prometheus`, 2.42) for one test:
-//! started on a free loopback port with the configuration the test wrote,
+//! started on a free loopback port with the configuration the test wrote
+//! (`start`), or scraping a list of targets every second (`scraping`, with
+//! the `--enable-feature` flags asked for: `exemplar-storage`,
+//! `native-histograms`, which also makes it scrape the protobuf format),
 //! asked through its HTTP API, killed (and its data removed) on drop.
 
 use super::client::Client;
@@ -13,7 +16,8 @@ use std::time::Duration;
 pub struct Prometheus {
     process: Process,
     pub addr: SocketAddr,
-    data: PathBuf,
+    /// What drop removes: its data, or the whole directory `scraping` made.
+    owned: PathBuf,
 }
 
 impl Prometheus {
@@ -27,7 +31,7 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address={addr}"))
             .args(extra);
-        let p = Prometheus { process: Process::spawn("prometheus", &mut cmd), addr, data };
+        let p = Prometheus { process: Process::spawn("prometheus", &mut cmd), addr, owned: data };
         let client = Client::http1();
         let url = format!("http://{addr}/-/ready");
         let ready = super::wait::until(
@@ -36,6 +40,26 @@ impl Prometheus {
         )
         .await;
         assert!(ready.is_some(), "prometheus did not become ready:\n{}", p.log());
+        p
+    }
+
+    /// Scrapes `targets`' `/metrics` every second (and evaluates every
+    /// second) with the features given (`--enable-feature=F` each); its
+    /// configuration and data live in a scratch directory named `name`,
+    /// removed on drop.
+    pub async fn scraping(name: &str, targets: &[SocketAddr], features: &[&str]) -> Prometheus {
+        let dir = super::tools::scratch_dir(name);
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = dir.join("prometheus.yml");
+        let yaml = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sidetrace\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let flags: Vec<String> = features.iter().map(|f| format!("--enable-feature={f}")).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut p = Prometheus::start(&dir, &config, &flags).await;
+        p.owned = dir;
         p
     }
 
@@ -62,15 +86,27 @@ impl Prometheus {
 
     /// The first value of an instant query now, if any.
     pub async fn value(&self, query: &str) -> Option<f64> {
-        self.instant(query).await.first()?["value"][1].as_str()?.parse().ok()
+        first_value(&self.instant(query).await)
+    }
+
+    /// The first value of an instant query evaluated at `time` (Unix
+    /// seconds), if any.
+    pub async fn value_at(&self, query: &str, time: f64) -> Option<f64> {
+        let time = format!("{time:.3}");
+        let data = self.api("query", &[("query", query), ("time", &time)]).await;
+        first_value(data["result"].as_array()?)
     }
 }
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
         self.process.kill();
-        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_dir_all(&self.owned);
     }
+}
+
+fn first_value(result: &[Value]) -> Option<f64> {
+    result.first()?["value"][1].as_str()?.parse().ok()
 }
 
 fn encode(s: &str) -> String {

@@ -1,7 +1,8 @@
 //! The only way tests start sidetrace.
 //!
-//! `TestProxy` is a sidecar with its addresses, its spans and its parsed
-//! `/metrics`. `TestProxy::to(app)` builds one, then either
+//! `TestProxy` is a sidecar with its addresses, its spans, its parsed
+//! `/metrics` (or the raw answer to a scraper's `Accept`) and its
+//! `/api/stats`. `TestProxy::to(app)` builds one, then either
 //!
 //! - `start()`: in this process (`Sidecar::start(Config::local_with(…))`),
 //!   every listener on an ephemeral loopback port; its spans are the
@@ -228,6 +229,22 @@ impl TestProxy {
         let r = Client::http1().get(&format!("{}/metrics", self.admin_url())).send().await;
         assert_eq!(r.status, 200, "/metrics: {}", r.text());
         Metrics::parse(&r.text())
+    }
+
+    /// `/metrics` as a scraper that sends `Accept: accept` gets it: the
+    /// whole answer (its `content-type` says which format; the protobuf
+    /// format is bytes, not text).
+    pub async fn scrape(&self, accept: &str) -> super::client::Response {
+        let r = Client::http1().get(&format!("{}/metrics", self.admin_url())).header("accept", accept).send().await;
+        assert_eq!(r.status, 200, "/metrics (Accept: {accept}): {}", r.text());
+        r
+    }
+
+    /// `/api/stats`, parsed.
+    pub async fn stats(&self) -> Value {
+        let r = Client::http1().get(&format!("{}/api/stats", self.admin_url())).send().await;
+        assert_eq!(r.status, 200, "/api/stats: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/api/stats: {e}: {}", r.text()))
     }
 
     /// What a spawned sidetrace printed, for a failure message.
