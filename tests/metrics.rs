@@ -4,52 +4,59 @@
 //! exemplars that lead to spans, the route cap under 100000 random paths,
 //! and `/api/stats` percentiles against the client's own measurements.
 //! Native histograms and the protobuf format: `tests/metrics_native.rs`.
+//!
+//! The app is `apps::sleeper`: each request's query says how long it
+//! waits upstream and what it answers.
 
-mod metrics_common;
 mod support;
 
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use metrics_common::*;
-use serde_json::Value;
-use sidetrace::config::Config;
+use http::{Method, StatusCode};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::client::Call;
+use support::metrics::{Labels, Metrics};
+use support::prometheus::Prometheus;
+use support::{Client, TestProxy, apps, tools, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Sends `call` and returns its status and the time from sending it to
+/// the body's end, as this client saw it.
+async fn timed(call: Call<'_>) -> (StatusCode, Duration) {
+    let started = Instant::now();
+    let r = call.send().await;
+    (r.status, started.elapsed())
+}
 
 // ---------------------------------------------------------------------------
 // 1. promtool accepts the classic output, with every family present.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classic_output_passes_promtool_and_has_every_family() {
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
     let inbound = sidecar.inbound.unwrap();
-    let mut c = connect(inbound).await;
+    let mut c = Client::http1().connect(inbound).await;
     for uri in ["/users/42?ms=1", "/users/43", "/health", "/fail?status=503", "/missing?status=404"] {
-        get(&mut c, uri, &[]).await;
+        c.get(uri).send().await;
     }
     // An unknown method becomes _OTHER.
-    let mut raw = TcpStream::connect(inbound).await.unwrap();
-    raw.write_all(b"PURGE /cache HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-    let mut sink = Vec::new();
-    let _ = raw.read_to_end(&mut sink).await;
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    Client::http1().request(purge, &format!("{}/cache", sidecar.inbound_url())).send().await;
     // Outbound, as the app's HTTP proxy: a client metric with the server.
-    let mut out = connect(sidecar.outbound.unwrap()).await;
-    let (status, _, _) = get(&mut out, &format!("http://{app}/orders/7"), &[]).await;
-    assert_eq!(status, 200);
+    let r = Client::http1().get(&format!("http://{app}/orders/7")).via(sidecar.outbound.unwrap()).send().await;
+    assert_eq!(r.status, 200);
     // Opaque TCP: bytes that are not HTTP are relayed to the app as they are.
+    let mut sink = Vec::new();
     let mut opaque = TcpStream::connect(inbound).await.unwrap();
     opaque.write_all(b"\x00\x01hello opaque\r\n").await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), opaque.read_to_end(&mut sink)).await;
     drop(opaque);
 
-    let text = metrics_text(&sidecar, None).await;
-    let samples = parse(&text);
-    assert!(!text.contains(" # {"), "no exemplars in the classic format");
-    assert!(!text.contains("# EOF"));
+    let m = sidecar.metrics().await;
+    assert!(!m.text.contains(" # {"), "no exemplars in the classic format");
+    assert!(!m.text.contains("# EOF"));
     for family in [
         "http_server_request_duration_seconds_bucket",
         "http_server_request_body_size_bytes_count",
@@ -73,13 +80,10 @@ async fn classic_output_passes_promtool_and_has_every_family() {
         "process_start_time_seconds",
         "sidetrace_build_info",
     ] {
-        assert!(samples.iter().any(|s| s.name == family), "no {family} in:\n{text}");
+        assert!(m.has(family), "no {family} in:\n{}", m.text);
     }
     // Labels exactly as the conventions name them.
-    let labels = |name: &str| -> Vec<String> {
-        let s = samples.iter().find(|s| s.name == name).unwrap();
-        s.labels.keys().cloned().collect()
-    };
+    let labels = |name: &str| -> Vec<String> { m.matching(name, &[]).next().unwrap().labels.keys().cloned().collect() };
     let server = ["http_request_method", "http_response_status_code", "http_route", "network_protocol_version"];
     let mut want: Vec<String> = server.iter().chain(&["url_scheme"]).map(|s| s.to_string()).collect();
     want.sort();
@@ -87,7 +91,7 @@ async fn classic_output_passes_promtool_and_has_every_family() {
     want.extend(["server_address".to_string(), "server_port".to_string()]);
     want.sort();
     assert_eq!(labels("http_client_request_duration_seconds_count"), want);
-    let v = |name, labels: &[(&str, &str)]| value(&samples, name, labels);
+    let v = |name: &str, labels: &[(&str, &str)]| m.value(name, labels);
     let count = "http_server_request_duration_seconds_count";
     assert_eq!(v(count, &[("http_route", "/users/{id}"), ("http_response_status_code", "200")]), Some(2.0));
     assert_eq!(v(count, &[("http_route", "/fail"), ("http_response_status_code", "503")]), Some(1.0));
@@ -104,30 +108,19 @@ async fn classic_output_passes_promtool_and_has_every_family() {
     // Every request that reached the upstream had its overhead measured.
     assert_eq!(v("sidetrace_proxy_overhead_seconds_count", &[("direction", "inbound")]), Some(6.0));
 
-    if !peer("promtool") {
-        return;
-    }
-    let mut promtool = Command::new("promtool")
+    let Some(promtool) = tools::promtool() else { return };
+    let mut check = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    promtool.stdin.take().unwrap().write_all_sync(text.as_bytes());
-    let out = promtool.wait_with_output().unwrap();
+    // promtool reads all of stdin before it writes; closing it ends the input.
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), m.text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n\n{text}");
-}
-
-trait WriteAllSync {
-    fn write_all_sync(self, b: &[u8]);
-}
-
-impl WriteAllSync for std::process::ChildStdin {
-    fn write_all_sync(mut self, b: &[u8]) {
-        std::io::Write::write_all(&mut self, b).unwrap();
-    }
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n\n{}", m.text);
 }
 
 // ---------------------------------------------------------------------------
@@ -135,19 +128,20 @@ impl WriteAllSync for std::process::ChildStdin {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_and_answers_rate_and_p99() {
-    if !peer("prometheus") {
+    if tools::prometheus().is_none() {
         return;
     }
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
     // A second sidecar with an exporter (to a closed port) and opaque TCP,
     // so that every family goes through Prometheus' OpenMetrics parser.
-    let endpoint = format!("http://{}", support::closed_port());
-    let other = support::proxy_with(Config::local_with(app, "metrics-test-2", &["--otlp-endpoint", &endpoint])).await;
+    let endpoint = format!("http://{}", apps::refusing());
+    let other = TestProxy::to(app).service("metrics-test-2").flags(&["--otlp-endpoint", &endpoint]).start().await;
     let mut opaque = TcpStream::connect(other.inbound.unwrap()).await.unwrap();
     opaque.write_all(b"\x00\x01hello opaque\r\n").await.unwrap();
-    get(&mut connect(other.inbound.unwrap()).await, "/other", &[]).await;
-    let prom = Prometheus::start(&[sidecar.admin.unwrap(), other.admin.unwrap()], "exemplar-storage").await;
+    Client::http1().get(&format!("{}/other", other.inbound_url())).send().await;
+    let targets = [sidecar.admin.unwrap(), other.admin.unwrap()];
+    let prom = Prometheus::scraping("metrics-rate-p99", &targets, &["exemplar-storage"]).await;
     // Queries about the first sidecar only.
     let this = format!("instance=\"{}\"", sidecar.admin.unwrap());
     let count = &format!("sum(http_server_request_duration_seconds_count{{{this}}})");
@@ -156,18 +150,18 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
     // whose rate we ask for; then 180 fast and 20 slow (350 ms) requests
     // on the same route, 20 at a time.
     let inbound = sidecar.inbound.unwrap();
-    get(&mut connect(inbound).await, "/work", &[]).await;
-    let seen = wait_for(Duration::from_secs(30), || async { prom.query(count, None).await == Some(1.0) }).await;
-    assert!(seen, "prometheus never scraped the first request:\n{}", prom.log());
+    Client::http1().get(&format!("{}/work", sidecar.inbound_url())).send().await;
+    let seen = wait::until(Duration::from_secs(30), async || prom.value(count).await == Some(1.0)).await;
+    assert!(seen.is_some(), "prometheus never scraped the first request:\n{}", prom.log());
     let first_scrape = Instant::now();
     let workers: Vec<_> = (0..20)
         .map(|w| {
             tokio::spawn(async move {
-                let mut c = connect(inbound).await;
+                let mut c = Client::http1().connect(inbound).await;
                 let mut seen = Vec::new();
                 for i in 0..10 {
                     let uri = if i == 0 { "/work?ms=350" } else { "/work" };
-                    let (status, _, took) = get(&mut c, uri, &[]).await;
+                    let (status, took) = timed(c.get(uri)).await;
                     assert_eq!(status, 200, "worker {w}");
                     seen.push((i == 0, took));
                 }
@@ -179,16 +173,14 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
     for w in workers {
         client.extend(w.await.unwrap());
     }
-    let all = wait_for(Duration::from_secs(30), || async { prom.query(count, None).await == Some(201.0) }).await;
-    assert!(all, "prometheus never saw all 201 requests");
+    let all = wait::until(Duration::from_secs(30), async || prom.value(count).await == Some(201.0)).await;
+    assert!(all.is_some(), "prometheus never saw all 201 requests");
 
     // Evaluate at the newest scrape, so nothing is extrapolated past it.
-    let at = prom
-        .query(&format!("max(timestamp(http_server_request_duration_seconds_count{{{this}}}))"), None)
-        .await
-        .unwrap();
+    let at =
+        prom.value(&format!("max(timestamp(http_server_request_duration_seconds_count{{{this}}}))")).await.unwrap();
     let rate = prom
-        .query(&format!("sum(rate(http_server_request_duration_seconds_count{{{this}}}[1m]))"), Some(at))
+        .value_at(&format!("sum(rate(http_server_request_duration_seconds_count{{{this}}}[1m]))"), at)
         .await
         .unwrap();
     // The counter went from 1 to 201 inside the window: an increase of 200.
@@ -207,7 +199,7 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
     let q = &format!(
         "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{this}}}[1m])))"
     );
-    let p99 = prom.query(q, Some(at)).await.unwrap();
+    let p99 = prom.value_at(q, at).await.unwrap();
     // Every bucket's rate is its final count over 60 s (see above), so the
     // quantile is that of the final counts: 181 fast requests below 0.25 s
     // and 20 slow ones in (0.25, 0.5]. Rank 0.99 × 201 = 198.99 lies
@@ -228,15 +220,10 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
     }
 
     // Prometheus scraped OpenMetrics and kept exemplars: they name spans.
-    let (end, start) = (at + 1.0, at - 120.0);
-    let ex = prom
-        .api(
-            "query_exemplars",
-            &format!("http_server_request_duration_seconds_bucket{{{this}}}"),
-            format!("&start={start:.3}&end={end:.3}"),
-        )
-        .await;
-    let trace_ids: Vec<String> = ex["data"]
+    let (start, end) = (format!("{:.3}", at - 120.0), format!("{:.3}", at + 1.0));
+    let buckets = format!("http_server_request_duration_seconds_bucket{{{this}}}");
+    let ex = prom.api("query_exemplars", &[("query", &buckets), ("start", &start), ("end", &end)]).await;
+    let trace_ids: Vec<String> = ex
         .as_array()
         .unwrap()
         .iter()
@@ -244,18 +231,13 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
         .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
         .collect();
     assert!(!trace_ids.is_empty(), "no exemplars stored: {ex}");
-    let (status, _) = fetch(sidecar.admin.unwrap(), &format!("/api/traces/{}", trace_ids[0]), &[]).await;
-    assert_eq!(status, 200, "exemplar trace {} is not in /api/traces", trace_ids[0]);
+    let r = Client::http1().get(&format!("{}/api/traces/{}", sidecar.admin_url(), trace_ids[0])).send().await;
+    assert_eq!(r.status, 200, "exemplar trace {} is not in /api/traces", trace_ids[0]);
     // The second target's scrapes parse too: its exporter and TCP series are in.
     let up = format!("up{{instance=\"{}\"}}", other.admin.unwrap());
-    assert_eq!(
-        prom.query(&up, None).await,
-        Some(1.0),
-        "the second sidecar's OpenMetrics did not parse:\n{}",
-        prom.log()
-    );
+    assert_eq!(prom.value(&up).await, Some(1.0), "the second sidecar's OpenMetrics did not parse:\n{}", prom.log());
     for q in ["sidetrace_exporter_batches_total", "sidetrace_tcp_read_bytes_total", "process_cpu_seconds_total"] {
-        let n = prom.query(&format!("count({q})"), None).await;
+        let n = prom.value(&format!("count({q})")).await;
         assert!(n.is_some_and(|n| n >= 1.0), "{q} not scraped");
     }
     drop(opaque);
@@ -267,42 +249,32 @@ async fn prometheus_scrapes_and_answers_rate_and_p99() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openmetrics_exemplars_carry_trace_ids_of_spans() {
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
-    let mut c = connect(sidecar.inbound.unwrap()).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
+    let mut c = Client::http1().connect(sidecar.inbound.unwrap()).await;
     for i in 0..20 {
-        get(&mut c, &format!("/items/{i}?ms={}", i % 3), &[]).await;
+        c.get(&format!("/items/{i}?ms={}", i % 3)).send().await;
     }
-    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-    let (status, text) = {
-        let mut c = connect(sidecar.admin.unwrap()).await;
-        c.ready().await.unwrap();
-        let req = Request::get("/metrics").header("accept", accept).body(Empty::new()).unwrap();
-        let resp = c.send_request(req).await.unwrap();
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
-        let status = resp.status();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    };
-    assert_eq!(status, StatusCode::OK);
+    let r = sidecar.scrape("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5").await;
+    let ct = r.header("content-type").unwrap_or_default();
+    assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("# TYPE http_server_request_duration_seconds histogram\n"));
     assert!(text.contains("# UNIT http_server_request_duration_seconds seconds\n"));
     assert!(text.contains("# TYPE sidetrace_route_overflow counter\n"));
-    let samples = parse(&text);
-    let exemplars: Vec<&BTreeMap<String, String>> = samples
-        .iter()
-        .filter(|s| s.name == "http_server_request_duration_seconds_bucket")
-        .filter_map(|s| s.exemplar.as_ref())
+    let m = Metrics::parse(&text);
+    let exemplars: Vec<&Labels> = m
+        .matching("http_server_request_duration_seconds_bucket", &[])
+        .filter_map(|s| s.exemplar.as_ref().map(|(labels, _)| labels))
         .collect();
     assert!(!exemplars.is_empty(), "no exemplars:\n{text}");
-    let spans = support::spans(&sidecar, 20).await;
+    let spans = sidecar.wait_for_spans(20).await;
     for e in &exemplars {
         let (trace_id, span_id) = (&e["trace_id"], &e["span_id"]);
-        let (status, body) = fetch(sidecar.admin.unwrap(), &format!("/api/traces/{trace_id}"), &[]).await;
-        assert_eq!(status, 200, "exemplar trace {trace_id} not in /api/traces");
-        assert!(body.contains(span_id), "span {span_id} not in trace {trace_id}");
+        let r = Client::http1().get(&format!("{}/api/traces/{trace_id}", sidecar.admin_url())).send().await;
+        assert_eq!(r.status, 200, "exemplar trace {trace_id} not in /api/traces");
+        assert!(r.text().contains(span_id.as_str()), "span {span_id} not in trace {trace_id}");
         assert!(spans.iter().any(|s| s.trace_id.to_string() == *trace_id && s.sampled));
     }
 }
@@ -330,18 +302,18 @@ fn random_path(i: usize, rng: &mut fastrand::Rng) -> String {
 async fn random_paths_keep_series_under_the_cap() {
     const REQUESTS: usize = 100_000;
     const MAX_ROUTES: usize = 200; // the default
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
     let inbound = sidecar.inbound.unwrap();
     let started = Instant::now();
     let workers: Vec<_> = (0..8)
         .map(|w| {
             tokio::spawn(async move {
                 let mut rng = fastrand::Rng::with_seed(w as u64);
-                let mut c = connect(inbound).await;
+                let mut c = Client::http1().connect(inbound).await;
                 for i in (w..REQUESTS).step_by(8) {
-                    let (status, _, _) = get(&mut c, &random_path(i, &mut rng), &[]).await;
-                    assert_eq!(status, 200);
+                    let r = c.get(&random_path(i, &mut rng)).send().await;
+                    assert_eq!(r.status, 200);
                 }
             })
         })
@@ -350,22 +322,21 @@ async fn random_paths_keep_series_under_the_cap() {
         w.await.unwrap();
     }
     eprintln!("{REQUESTS} requests in {:?}", started.elapsed());
-    let text = metrics_text(&sidecar, None).await;
-    let samples = parse(&text);
-    let series = |name: &str| samples.iter().filter(|s| s.name == name).count();
+    let m = sidecar.metrics().await;
+    let series = |name: &str| m.matching(name, &[]).count();
     // One series per route (all GET, 200, HTTP/1.1), plus _other.
     assert_eq!(series("http_server_request_duration_seconds_count"), MAX_ROUTES + 1);
-    let other = value(&samples, "http_server_request_duration_seconds_count", &[("http_route", "_other")]);
+    let other = m.value("http_server_request_duration_seconds_count", &[("http_route", "_other")]);
     assert_eq!(other, Some((REQUESTS - MAX_ROUTES) as f64));
     assert_eq!(
-        value(&samples, "sidetrace_route_overflow_total", &[("direction", "inbound")]),
+        m.value("sidetrace_route_overflow_total", &[("direction", "inbound")]),
         Some((REQUESTS - MAX_ROUTES) as f64)
     );
-    assert_eq!(value(&samples, "sidetrace_routes", &[("direction", "inbound")]), Some(MAX_ROUTES as f64));
-    assert_eq!(sum(&samples, "http_server_request_duration_seconds_count", &[]), REQUESTS as f64);
+    assert_eq!(m.value("sidetrace_routes", &[("direction", "inbound")]), Some(MAX_ROUTES as f64));
+    assert_eq!(m.sum("http_server_request_duration_seconds_count", &[]), REQUESTS as f64);
     // The whole exposition stays small: bounded by the cap, not the paths.
-    assert!(samples.len() < (MAX_ROUTES + 1) * 60 + 500, "{} samples", samples.len());
-    let stats: Value = serde_json::from_str(&fetch(sidecar.admin.unwrap(), "/api/stats", &[]).await.1).unwrap();
+    assert!(m.samples.len() < (MAX_ROUTES + 1) * 60 + 500, "{} samples", m.samples.len());
+    let stats = sidecar.stats().await;
     assert_eq!(stats["routes"].as_array().unwrap().len(), MAX_ROUTES + 1);
 }
 
@@ -383,8 +354,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_stats_percentiles_match_the_clients_measurements() {
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
     let inbound = sidecar.inbound.unwrap();
     // Three routes, each with its own spread of upstream sleeps. Each
     // request carries a traceparent of its own, so the proxy's span of it
@@ -399,14 +370,14 @@ async fn api_stats_percentiles_match_the_clients_measurements() {
         let workers: Vec<_> = (0..5)
             .map(|w| {
                 tokio::spawn(async move {
-                    let mut c = connect(inbound).await;
+                    let mut c = Client::http1().connect(inbound).await;
                     let mut took = Vec::new();
                     for i in (w..100).step_by(5) {
                         let status = if i % 25 == 0 { 500 } else { 200 };
                         let uri = format!("{route}?ms={}&status={status}", sleep(i));
                         let trace_id = format!("{:032x}", fastrand::u128(1..));
                         let traceparent = format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..));
-                        let (_, _, t) = get(&mut c, &uri, &[("traceparent", &traceparent)]).await;
+                        let (_, t) = timed(c.get(&uri).header("traceparent", &traceparent)).await;
                         took.push((trace_id, t));
                     }
                     took
@@ -417,10 +388,9 @@ async fn api_stats_percentiles_match_the_clients_measurements() {
             measured.entry(route).or_default().extend(w.await.unwrap());
         }
     }
-    let (status, body) = fetch(sidecar.admin.unwrap(), "/api/stats", &[]).await;
-    assert_eq!(status, 200);
-    let stats: Value = serde_json::from_str(&body).unwrap();
-    let spans: BTreeMap<String, Duration> = support::spans(&sidecar, 300)
+    let stats = sidecar.stats().await;
+    let spans: BTreeMap<String, Duration> = sidecar
+        .wait_for_spans(300)
         .await
         .iter()
         .map(|s| (s.trace_id.to_string(), Duration::from_nanos(s.duration_nanos())))
@@ -432,7 +402,7 @@ async fn api_stats_percentiles_match_the_clients_measurements() {
             .unwrap()
             .iter()
             .find(|r| r["route"] == route && r["direction"] == "inbound")
-            .unwrap_or_else(|| panic!("{route} not in {body}"));
+            .unwrap_or_else(|| panic!("{route} not in {stats}"));
         assert_eq!(row["count"], 100, "{row}");
         assert_eq!(row["errors"], 4, "{row}");
         if uptime < 59.0 {
