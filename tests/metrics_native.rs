@@ -1,19 +1,22 @@
 //! Native histograms: the Prometheus protobuf exposition decoded against
 //! the spans it counts, and a real Prometheus 2.42 with native histograms
 //! enabled answering `histogram_quantile` in agreement with `/api/stats`.
+//!
+//! The protobuf exposition is decoded here (prost, with the
+//! `io.prometheus.client` types prometheus-client generates), not in
+//! `tests/support`: this file is its only reader, and every test binary
+//! compiles every support module.
 
-mod metrics_common;
 mod support;
 
-use metrics_common::*;
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::{
     Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prost::Message;
-use serde_json::Value;
-use sidetrace::config::Config;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use support::prometheus::Prometheus;
+use support::{Client, TestProxy, apps, tools, wait};
 
 /// What Prometheus 2.42 sends when started with native histograms enabled.
 const NATIVE_ACCEPT: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -54,18 +57,19 @@ fn label<'a>(m: &'a Metric, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_exposition_has_native_buckets_where_the_spans_fell() {
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
-    let mut c = connect(sidecar.inbound.unwrap()).await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
+    let mut c = Client::http1().connect(sidecar.inbound.unwrap()).await;
     for i in 0..30 {
-        get(&mut c, &format!("/work?ms={}", [0, 3, 20][i % 3]), &[]).await;
+        c.get(&format!("/work?ms={}", [0, 3, 20][i % 3])).send().await;
     }
-    let spans = support::spans(&sidecar, 30).await;
-    let (content_type, mut body) = metrics_bytes(&sidecar, NATIVE_ACCEPT).await;
+    let spans = sidecar.wait_for_spans(30).await;
+    let scrape = sidecar.scrape(NATIVE_ACCEPT).await;
     assert_eq!(
-        content_type,
-        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        scrape.header("content-type"),
+        Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
     );
+    let mut body = scrape.body;
     let mut families = BTreeMap::new();
     while !body.is_empty() {
         let f = MetricFamily::decode_length_delimited(&mut body).expect("a length-delimited MetricFamily");
@@ -120,12 +124,13 @@ async fn protobuf_exposition_has_native_buckets_where_the_spans_fell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_native_histogram_p99_agrees_with_api_stats() {
-    if !peer("prometheus") {
+    if tools::prometheus().is_none() {
         return;
     }
-    let app = sleeper_app().await;
-    let sidecar = support::proxy_with(Config::local(app, "metrics-test")).await;
-    let prom = Prometheus::start(&[sidecar.admin.unwrap()], "native-histograms,exemplar-storage").await;
+    let app = apps::sleeper().await;
+    let sidecar = TestProxy::to(app).service("metrics-test").start().await;
+    let features = ["native-histograms", "exemplar-storage"];
+    let prom = Prometheus::scraping("metrics-native-p99", &[sidecar.admin.unwrap()], &features).await;
     let series =
         format!("http_server_request_duration_seconds{{instance=\"{}\",http_route=\"/work\"}}", sidecar.admin.unwrap());
     let count = format!("histogram_count({series})");
@@ -133,16 +138,16 @@ async fn prometheus_native_histogram_p99_agrees_with_api_stats() {
     // One request first, so that the series exists before the traffic;
     // then 380 fast requests and 20 that wait 310 ms upstream, 20 at a time.
     let inbound = sidecar.inbound.unwrap();
-    get(&mut connect(inbound).await, "/work", &[]).await;
-    let seen = wait_for(Duration::from_secs(30), || async { prom.query(&count, None).await == Some(1.0) }).await;
-    assert!(seen, "prometheus never scraped the first request:\n{}", prom.log());
+    Client::http1().get(&format!("{}/work", sidecar.inbound_url())).send().await;
+    let seen = wait::until(Duration::from_secs(30), async || prom.value(&count).await == Some(1.0)).await;
+    assert!(seen.is_some(), "prometheus never scraped the first request:\n{}", prom.log());
     let workers: Vec<_> = (0..20)
         .map(|w| {
             tokio::spawn(async move {
-                let mut c = connect(inbound).await;
+                let mut c = Client::http1().connect(inbound).await;
                 for i in 0..20 {
-                    let (status, _, _) = get(&mut c, if i == 0 { "/work?ms=310" } else { "/work" }, &[]).await;
-                    assert_eq!(status, 200, "worker {w}");
+                    let r = c.get(if i == 0 { "/work?ms=310" } else { "/work" }).send().await;
+                    assert_eq!(r.status, 200, "worker {w}");
                 }
             })
         })
@@ -150,21 +155,19 @@ async fn prometheus_native_histogram_p99_agrees_with_api_stats() {
     for w in workers {
         w.await.unwrap();
     }
-    let all = wait_for(Duration::from_secs(30), || async { prom.query(&count, None).await == Some(401.0) }).await;
-    assert!(all, "prometheus never saw all 401 requests:\n{}", prom.log());
+    let all = wait::until(Duration::from_secs(30), async || prom.value(&count).await == Some(401.0)).await;
+    assert!(all.is_some(), "prometheus never saw all 401 requests:\n{}", prom.log());
 
     // The series is a native histogram: its sample is a histogram, not a value.
-    let sample = prom.api("query", &series, String::new()).await;
-    let sample = &sample["data"]["result"][0];
+    let sample = prom.api("query", &[("query", &series)]).await;
+    let sample = &sample["result"][0];
     assert!(sample["histogram"][1]["buckets"].is_array() && sample["value"].is_null(), "not native: {sample}");
 
     let p99 = prom
-        .query(&format!("histogram_quantile(0.99, sum(rate({series}[10m])))"), None)
+        .value(&format!("histogram_quantile(0.99, sum(rate({series}[10m])))"))
         .await
         .expect("a p99 from the native histogram");
-    let (status, body) = fetch(sidecar.admin.unwrap(), "/api/stats", &[]).await;
-    assert_eq!(status, 200);
-    let stats: Value = serde_json::from_str(&body).unwrap();
+    let stats = sidecar.stats().await;
     let row = stats["routes"].as_array().unwrap().iter().find(|r| r["route"] == "/work").expect("/work in /api/stats");
     assert_eq!(row["count"], 401);
     let stats_p99 = row["p99_ms"].as_f64().unwrap() / 1000.0;
@@ -198,19 +201,19 @@ async fn prometheus_native_histogram_p99_agrees_with_api_stats() {
     // Every other family still came through the protobuf parser.
     let instance = format!("instance=\"{}\"", sidecar.admin.unwrap());
     for q in ["up", "sidetrace_build_info", "sidetrace_proxy_overhead_seconds_count", "process_cpu_seconds_total"] {
-        let n = prom.query(&format!("count({q}{{{instance}}})"), None).await;
+        let n = prom.value(&format!("count({q}{{{instance}}})")).await;
         assert!(n.is_some_and(|n| n >= 1.0), "{q} not scraped:\n{}", prom.log());
     }
     // Prometheus 2.42 keeps only the native histogram of a series that has
     // both; 2.45 and later keep the classic buckets too when the scrape
     // config sets `scrape_classic_histograms: true`.
-    let classic = prom.query(&format!("count(http_server_request_duration_seconds_bucket{{{instance}}})"), None).await;
+    let classic = prom.value(&format!("count(http_server_request_duration_seconds_bucket{{{instance}}})")).await;
     eprintln!("classic duration buckets kept by this Prometheus: {classic:?}");
     // Exemplars travel on the classic buckets, and Prometheus keeps them for
     // the native series: they name spans the sidecar knows.
-    let ex = prom.api("query_exemplars", &series, "&start=0&end=9999999999".into()).await;
-    let trace_id = ex["data"][0]["exemplars"][0]["labels"]["trace_id"].as_str().map(str::to_string);
+    let ex = prom.api("query_exemplars", &[("query", &series), ("start", "0"), ("end", "9999999999")]).await;
+    let trace_id = ex[0]["exemplars"][0]["labels"]["trace_id"].as_str().map(str::to_string);
     let trace_id = trace_id.unwrap_or_else(|| panic!("no exemplars stored: {ex}"));
-    let (status, _) = fetch(sidecar.admin.unwrap(), &format!("/api/traces/{trace_id}"), &[]).await;
-    assert_eq!(status, 200, "exemplar trace {trace_id} is not in /api/traces");
+    let r = Client::http1().get(&format!("{}/api/traces/{trace_id}", sidecar.admin_url())).send().await;
+    assert_eq!(r.status, 200, "exemplar trace {trace_id} is not in /api/traces");
 }
