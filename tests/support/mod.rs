@@ -4,7 +4,7 @@
 //! - `proxy`: the only way to start sidetrace: `TestProxy` (in this
 //!   process or as the real binary) with its addresses, spans and parsed
 //!   `/metrics`; `sidetrace(args)` for commands that must end;
-//! - `apps`: fake apps named by behaviour (`echo`, `slow`, `reset`,
+//! - `apps`: fake apps named by behaviour (`echo`, `slow`, `sleeper`, `reset`,
 //!   `refusing`, `stalled`, `one_connection`, …);
 //! - `collectors`: fake span collectors (`Collector`, the decoding Python
 //!   peer; `ok`; `stalled`);
@@ -37,24 +37,3 @@ pub mod wait;
 pub use client::Client;
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
-
-// Kept for tests/metrics.rs and its helpers, which move onto `TestProxy`
-// when they are rewritten; new tests use `TestProxy`.
-use sidetrace::Sidecar;
-use sidetrace::config::Config;
-use sidetrace::trace::SpanRecord;
-
-/// `TestProxy::start`, as a bare `Sidecar`.
-pub async fn proxy_with(config: Config) -> Sidecar {
-    proxy::start_sidecar(config).await
-}
-
-/// `TestProxy::wait_for_spans`, for a bare `Sidecar`.
-pub async fn spans(sidecar: &Sidecar, n: usize) -> Vec<SpanRecord> {
-    proxy::wait_for_ring(sidecar, n).await
-}
-
-/// `apps::refusing`.
-pub fn closed_port() -> std::net::SocketAddr {
-    apps::refusing()
-}

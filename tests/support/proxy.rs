@@ -157,9 +157,10 @@ impl TestProxy {
         }
     }
 
-    /// In this process, from a whole configuration.
+    /// In this process, from a whole configuration: the only in-process
+    /// start (`Builder::start` comes here too).
     pub async fn start(config: Config) -> TestProxy {
-        let sidecar = start_sidecar(config).await;
+        let sidecar = Sidecar::start(config).await.expect("the sidecar starts");
         TestProxy {
             inbound: sidecar.inbound,
             outbound: sidecar.outbound,
@@ -200,7 +201,16 @@ impl TestProxy {
     /// Every span in the ring once it holds at least `n` (in-process);
     /// fails the test if they do not arrive in time.
     pub async fn wait_for_spans(&self, n: usize) -> Vec<SpanRecord> {
-        wait_for_ring(self.sidecar(), n).await
+        let ring = &self.sidecar().ring;
+        let found = super::wait::until(SETTLE, async || {
+            let all = ring.newest(usize::MAX);
+            (all.len() >= n).then_some(all)
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            let all = ring.newest(usize::MAX);
+            panic!("expected {n} spans, have {}: {all:#?}", all.len())
+        })
     }
 
     /// The spans `/api/traces` shows (OTLP/JSON), newest first, flattened.
@@ -362,25 +372,6 @@ impl Builder {
             inner: Inner::Process(process),
         }
     }
-}
-
-/// The only in-process start.
-pub async fn start_sidecar(config: Config) -> Sidecar {
-    Sidecar::start(config).await.expect("the sidecar starts")
-}
-
-/// Every span in `sidecar`'s ring once it holds at least `n`.
-pub async fn wait_for_ring(sidecar: &Sidecar, n: usize) -> Vec<SpanRecord> {
-    let ring = &sidecar.ring;
-    let found = super::wait::until(SETTLE, async || {
-        let all = ring.newest(usize::MAX);
-        (all.len() >= n).then_some(all)
-    })
-    .await;
-    found.unwrap_or_else(|| {
-        let all = ring.newest(usize::MAX);
-        panic!("expected {n} spans, have {}: {all:#?}", all.len())
-    })
 }
 
 /// `key=Some(ADDR)` of the start-up line (`None` when it is off).
