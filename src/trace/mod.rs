@@ -10,6 +10,7 @@ pub mod route;
 pub mod sampling;
 pub mod semconv;
 pub mod span;
+pub mod tracestate;
 
 pub use crate::vocab::ErrorType;
 pub use ids::{SpanId, TraceId};
