@@ -343,7 +343,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn two_traceparents_are_invalid() {
         let e = extract(&headers(&[("traceparent", GOOD), ("traceparent", GOOD)]));
