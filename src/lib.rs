@@ -138,6 +138,10 @@ impl Sidecar {
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
                 trace_probes: config.trace_probes,
+                announce: config
+                    .announce_service
+                    .then(|| http::shared::Announce::new(config.resource.service_name()))
+                    .flatten(),
                 http1: {
                     let mut b = hyper::server::conn::http1::Builder::new();
                     b.timer(hyper_util::rt::TokioTimer::new());

@@ -100,6 +100,13 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_TRACE_PROBES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub trace_probes: bool,
 
+    /// Tell peers this service's name: outbound requests carry it as the `sidetrace` entry of
+    /// tracestate, and inbound responses to another sidetrace carry it in a header its sidecar
+    /// strips, so both sides' spans get peer.service. Turn it off for services whose calls leave the
+    /// organisation.
+    #[arg(long, env = "SIDETRACE_ANNOUNCE_SERVICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    pub announce_service: bool,
+
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]
     pub log: String,

@@ -41,6 +41,7 @@ pub struct Config {
     /// sidetrace's own log filter, checked to be valid.
     pub log: String,
     pub trace_probes: bool,
+    pub announce_service: bool,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -81,6 +82,7 @@ impl Config {
             workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             log: args.log.clone(),
             trace_probes: args.trace_probes,
+            announce_service: args.announce_service,
             resource,
             export: ExportConfig::from_args(&args.export, env)?,
         })

@@ -302,6 +302,7 @@ mod tests {
             upstream: Some(Upstream::Addr(SocketAddr::from(([10, 0, 0, 1], 8080)))),
             client: SocketAddr::from(([10, 1, 2, 3], 40000 + i as u16)),
             user_agent: Some("curl/8.5.0".parse().unwrap()),
+            peer_service: None,
             status: Some(200),
             grpc_status: None,
             request_body_size: 0,

@@ -21,11 +21,13 @@ use super::destination::destination;
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
 use super::response_body::{ProxyBody, grpc_status};
-use super::shared::Shared;
+use super::shared::{SERVICE_HEADER, Shared};
 use super::upgrade;
 use crate::record::InFlight;
 use crate::trace::context::SpanContext;
+use crate::trace::tracestate;
 use crate::trace::{SpanRecord, Upstream};
+use crate::vocab::Direction;
 use bytes::Bytes;
 use http::header::{HOST, USER_AGENT};
 use http::uri::Scheme;
@@ -85,7 +87,14 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> RecordFuture<S::Future> {
         let started = Instant::now();
-        let context = SpanContext::start(req.headers(), req.uri().path(), &self.shared.sampler);
+        let mut context = SpanContext::start(req.headers(), req.uri().path(), &self.shared.sampler);
+        if let (Direction::Outbound, Some(a)) = (self.shared.direction, &self.shared.announce) {
+            // Outbound, this service's name goes first in tracestate, for the
+            // next sidecar to name its caller; the CLIENT span records it too.
+            let entry = &a.tracestate_entry;
+            context.tracestate =
+                Some(tracestate::with_own_entry(context.tracestate.as_ref(), entry).unwrap_or_else(|| entry.clone()));
+        }
         let dest = destination(&self.shared, &self.conn, &req);
         let span = span_record(&self.shared, &self.conn, &req, &context, dest.as_ref().ok());
         let mut rec = InFlight::new(self.shared.recorder.clone(), span, started);
@@ -130,6 +139,7 @@ fn span_record(
         upstream: dest.cloned(),
         client: conn.client,
         user_agent: req.headers().get(USER_AGENT).cloned(),
+        peer_service: None,
         status: None,
         grpc_status: None,
         request_body_size: 0,
@@ -195,8 +205,13 @@ fn respond(
             tracing::debug!(error = %e, "request failed");
             local_error(e, rec)
         }
-        Ok(Forwarded::Response { resp, release, upstream_wait }) => {
+        Ok(Forwarded::Response { mut resp, release, upstream_wait }) => {
             rec.set_status(resp.status().as_u16());
+            if shared.direction == Direction::Outbound
+                && let Some(callee) = resp.headers_mut().remove(&SERVICE_HEADER)
+            {
+                rec.set_peer_service(callee);
+            }
             if let Some(code) = grpc_status(resp.headers()) {
                 rec.set_grpc_status(code);
             }
@@ -204,8 +219,13 @@ fn respond(
             shared.metrics.net.overhead(started.elapsed().saturating_sub(upstream_wait));
             resp.map(|b| ProxyBody::upstream(b, rec, release))
         }
-        Ok(Forwarded::Upgraded { head, client, upstream, upstream_wait }) => {
+        Ok(Forwarded::Upgraded { mut head, client, upstream, upstream_wait }) => {
             rec.set_status(head.status.as_u16());
+            if shared.direction == Direction::Outbound
+                && let Some(callee) = head.headers.remove(&SERVICE_HEADER)
+            {
+                rec.set_peer_service(callee);
+            }
             shared.metrics.net.overhead(started.elapsed().saturating_sub(upstream_wait));
             upgrade::spawn_tunnel(client, upstream, rec);
             Response::from_parts(head, ProxyBody::empty())

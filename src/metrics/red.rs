@@ -310,6 +310,7 @@ mod tests {
             upstream: Some(Upstream::Addr(SocketAddr::from(([10, 0, 0, 1], 8080)))),
             client: SocketAddr::from(([127, 0, 0, 1], 5555)),
             user_agent: None,
+            peer_service: None,
             status: Some(200),
             grpc_status: None,
             request_body_size: 10,

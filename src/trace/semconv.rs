@@ -118,6 +118,9 @@ pub fn view<'a>(s: &'a SpanRecord, redact_query_keys: &[String], scratch: &'a mu
     if let Some(e) = error {
         v.push("error.type", AttrValue::Str(scratch.get(e)));
     }
+    if let Some(peer) = s.peer_service() {
+        v.push("peer.service", AttrValue::Str(peer));
+    }
     if s.tail {
         v.push("sidetrace.sampling.tail", AttrValue::Bool(true));
     }
@@ -129,7 +132,7 @@ fn nanos(t: std::time::SystemTime) -> u64 {
 }
 
 /// The most attributes `view` ever sets on one span.
-const MAX_ATTRS: usize = 20;
+const MAX_ATTRS: usize = 24;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AttrValue<'a> {

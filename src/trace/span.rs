@@ -40,6 +40,10 @@ pub struct SpanRecord {
     pub upstream: Option<Upstream>,
     pub client: SocketAddr,
     pub user_agent: Option<HeaderValue>,
+    /// CLIENT spans: the callee's service, as its sidecar answered it
+    /// (`sidetrace-service`). A SERVER span's caller is read from its
+    /// `tracestate` instead (`caller_service`).
+    pub peer_service: Option<HeaderValue>,
     pub status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub request_body_size: u64,
@@ -87,7 +91,9 @@ impl SpanRecord {
         if let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(text.as_bytes())) {
             self.uri = uri;
         }
-        for v in [&mut self.host, &mut self.user_agent, &mut self.tracestate].into_iter().flatten() {
+        for v in
+            [&mut self.host, &mut self.user_agent, &mut self.tracestate, &mut self.peer_service].into_iter().flatten()
+        {
             *v = own(v);
         }
         if let Some(a) = authority {
@@ -98,6 +104,15 @@ impl SpanRecord {
                 http::uri::Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(a.as_str().as_bytes()))
         {
             *a = owned;
+        }
+    }
+
+    /// `peer.service`: the service on the other end, when a sidetrace there
+    /// said it.
+    pub fn peer_service(&self) -> Option<&str> {
+        match self.direction {
+            Direction::Inbound => self.tracestate.as_ref().and_then(|t| super::tracestate::own_entry(t.as_bytes())),
+            Direction::Outbound => self.peer_service.as_ref().and_then(|v| v.to_str().ok()),
         }
     }
 
