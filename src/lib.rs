@@ -119,6 +119,12 @@ impl Sidecar {
         let s = &config.export.sampling;
         let sampler =
             Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit).with_rules(s.rules.clone()));
+        let stitch = (config.stitch == config::StitchMode::SingleFlight).then(|| {
+            record::stitch::Registry::new(record::stitch::Bounds {
+                max_age: config.stitch_max_age,
+                max_children: config.stitch_max_children,
+            })
+        });
         let (signal, watch) = drain::channel();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,
@@ -142,6 +148,7 @@ impl Sidecar {
                     .announce_service
                     .then(|| http::shared::Announce::new(config.resource.service_name()))
                     .flatten(),
+                stitch: stitch.clone(),
                 http1: {
                     let mut b = hyper::server::conn::http1::Builder::new();
                     b.timer(hyper_util::rt::TokioTimer::new());

@@ -17,6 +17,17 @@ pub enum AccessLogFormat {
     Off,
 }
 
+/// How outbound calls without trace context find their trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StitchMode {
+    /// A call without context starts its own trace.
+    Off,
+    /// A call without context joins the one inbound request in flight, or
+    /// links to several.
+    SingleFlight,
+}
+
 const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4222,5432,6379,11211,27017";
 const DEFAULT_REDACTED_QUERY_KEYS: &str = "AWSAccessKeyId,Signature,sig,X-Goog-Signature,X-Amz-Signature,X-Amz-Credential,X-Amz-Security-Token,token,access_token,id_token,refresh_token,api_key,apikey,key,password,passwd,secret,client_secret,code,session";
 
@@ -106,6 +117,22 @@ pub struct RunArgs {
     /// organisation.
     #[arg(long, env = "SIDETRACE_ANNOUNCE_SERVICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
     pub announce_service: bool,
+
+    /// Join the app's outbound calls that carry no trace context to the inbound request being
+    /// handled: `single-flight` makes a call the child of the one inbound request in flight and,
+    /// with several, starts its own trace with links to them; `off` never stitches.
+    #[arg(long, env = "SIDETRACE_STITCH", value_enum, default_value = "single-flight", value_name = "MODE")]
+    pub stitch: StitchMode,
+
+    /// An inbound request older than this adopts no more outbound calls (they get their own trace
+    /// and a link to it).
+    #[arg(long, env = "SIDETRACE_STITCH_MAX_AGE", default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    pub stitch_max_age: Duration,
+
+    /// The most outbound calls one inbound request adopts; the calls past it get their own trace
+    /// and a link to it.
+    #[arg(long, env = "SIDETRACE_STITCH_MAX_CHILDREN", default_value = "100", value_parser = nonzero, value_name = "N")]
+    pub stitch_max_children: usize,
 
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]

@@ -17,7 +17,7 @@ mod run;
 mod ser;
 mod tls;
 
-pub use args::{AccessLogFormat, RunArgs};
+pub use args::{AccessLogFormat, RunArgs, StitchMode};
 pub use error::Error;
 pub use export_args::{Compression, ExportArgs, OtlpProtocol};
 pub use resource::{Resource, service_from_pod_name};

@@ -4,7 +4,7 @@
 //! `Config` or a `config::Error`. It prints as JSON (`/api/config`, the
 //! start-up log) with every secret left out.
 
-use super::args::{AccessLogFormat, RunArgs};
+use super::args::{AccessLogFormat, RunArgs, StitchMode};
 use super::error::Error;
 use super::export::ExportConfig;
 use super::resource::{Resource, resource};
@@ -42,6 +42,10 @@ pub struct Config {
     pub log: String,
     pub trace_probes: bool,
     pub announce_service: bool,
+    pub stitch: StitchMode,
+    #[serde(serialize_with = "ser::duration")]
+    pub stitch_max_age: Duration,
+    pub stitch_max_children: u32,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -83,6 +87,9 @@ impl Config {
             log: args.log.clone(),
             trace_probes: args.trace_probes,
             announce_service: args.announce_service,
+            stitch: args.stitch,
+            stitch_max_age: args.stitch_max_age,
+            stitch_max_children: u32::try_from(args.stitch_max_children).unwrap_or(u32::MAX),
             resource,
             export: ExportConfig::from_args(&args.export, env)?,
         })

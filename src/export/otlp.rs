@@ -10,7 +10,7 @@ use crate::trace::semconv::{self, AttrValue, SCHEMA_URL, Scratch};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::Link};
 
 /// What the conversion needs besides the spans.
 pub struct Encoder {
@@ -82,6 +82,16 @@ impl Encoder {
             start_time_unix_nano: v.start_nanos,
             end_time_unix_nano: v.end_nanos,
             attributes,
+            links: v
+                .links
+                .iter()
+                .map(|l| Link {
+                    trace_id: l.trace_id.0.to_vec(),
+                    span_id: l.span_id.0.to_vec(),
+                    flags: semconv::link_flags(l),
+                    ..Default::default()
+                })
+                .collect(),
             status: Some(Status { code: v.status as i32, message: String::new() }),
             ..Default::default()
         }

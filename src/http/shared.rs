@@ -6,6 +6,7 @@ use super::pool::Pool;
 use crate::dial::Dialer;
 use crate::metrics::DirectionMetrics;
 use crate::record::Recorder;
+use crate::record::stitch::Registry;
 use crate::trace::route::RouteTemplates;
 use crate::trace::sampling::Sampler;
 use crate::trace::tracestate;
@@ -50,6 +51,9 @@ pub struct Shared {
     pub trace_probes: bool,
     /// This service's name as peers learn it, unless `--announce-service false`.
     pub announce: Option<Announce>,
+    /// The app's inbound requests in flight, shared by both directions,
+    /// unless `--stitch off`.
+    pub stitch: Option<Arc<Registry>>,
     pub http1: hyper::server::conn::http1::Builder,
     pub dialer: Arc<Dialer>,
     pub pool: Arc<Pool>,

@@ -311,6 +311,7 @@ mod tests {
             client: SocketAddr::from(([127, 0, 0, 1], 5555)),
             user_agent: None,
             peer_service: None,
+            stitching: Default::default(),
             status: Some(200),
             grpc_status: None,
             request_body_size: 10,

@@ -44,11 +44,35 @@ pub struct SpanRecord {
     /// (`sidetrace-service`). A SERVER span's caller is read from its
     /// `tracestate` instead (`caller_service`).
     pub peer_service: Option<HeaderValue>,
+    /// CLIENT spans: how stitching placed a call that carried no context.
+    pub stitching: Stitching,
     pub status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub request_body_size: u64,
     pub response_body_size: u64,
     pub error: Option<ErrorType>,
+}
+
+/// A span context another span is stitched under or links to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkedSpan {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub sampled: bool,
+}
+
+/// Where stitching put an outbound call that carried no trace context.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stitching {
+    /// The call carried context, stitching is off, or nothing was in
+    /// flight.
+    #[default]
+    None,
+    /// Made the child of the one inbound request in flight.
+    Joined,
+    /// A trace of its own, linked to the inbound requests in flight
+    /// (`candidates` of them, at most `record::stitch::MAX_LINKS` linked).
+    Linked { links: Box<[LinkedSpan]>, candidates: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -34,6 +34,6 @@ pub mod tools;
 pub mod wait;
 
 #[allow(unused_imports)]
-pub use client::Client;
+pub use client::{Client, Proto};
 #[allow(unused_imports)]
 pub use proxy::TestProxy;
