@@ -106,7 +106,7 @@ impl Sidecar {
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
 
         let routes = Arc::new(config.routes.clone());
-        let metrics = Arc::new(metrics::Metrics::new(config.max_routes));
+        let metrics = Arc::new(metrics::Metrics::new(config.resource.service_name(), config.max_routes));
         let encoder = Arc::new(Encoder {
             resource: config.resource.clone(),
             redact_query_keys: config.redact_query_keys.clone(),

@@ -253,8 +253,9 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
 /// its sidecar's outbound listener as `HTTP_PROXY` clients do (HTTP/1.1,
 /// absolute URLs), copying no header from its inbound request (HTTP/1.1
 /// or h2c), at most `concurrency` requests at a time. By path:
-/// - `/once/ID?delay_ms=D`: waits D ms, calls `/down/ID` once, answers
-///   with the downstream's status;
+/// - `/once/ID?delay_ms=D&status=S` (or `/down/…`, so relays chain):
+///   waits D ms, calls `/down/ID` once (with `?status=S` if given, which
+///   `sleeper` answers with), answers with the downstream's status;
 /// - `/hold/ID?calls=N&every_ms=M`: calls `/down/ID-k` N times, M ms
 ///   apart, then answers (a long request that keeps calling out);
 /// - `/stream/ID?calls=N&every_ms=M`: answers at once with a body it keeps
@@ -291,10 +292,14 @@ pub async fn relay(downstream: SocketAddr, concurrency: usize) -> Relay {
             let mut parts = path.trim_start_matches('/').splitn(2, '/');
             let (mode, id) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").to_string());
             match mode {
-                "once" => {
+                "once" | "down" => {
                     tokio::time::sleep(Duration::from_millis(param("delay_ms"))).await;
+                    let status = match param("status") {
+                        0 => String::new(),
+                        s => format!("?status={s}"),
+                    };
                     let mut r = Response::new(full("relayed\n"));
-                    *r.status_mut() = call(format!("/down/{id}")).await;
+                    *r.status_mut() = call(format!("/down/{id}{status}")).await;
                     r
                 }
                 "hold" => {
