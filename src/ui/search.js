@@ -14,17 +14,26 @@ const RANGES = [
   ["7d", "Last 7 days", 7 * 86400e3],
 ];
 
+// `datetime-local` inputs speak local time without a zone.
+function localInput(ms) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 /** The API query of the search held in `params` (the hash's query). */
 export function apiQuery(params) {
+  const custom = params.get("range") === "custom";
   const range = RANGES.find((r) => r[0] === (params.get("range") || "1h")) || RANGES[1];
-  const end = Date.now();
+  const end = custom && params.get("to") ? Number(params.get("to")) : Date.now();
+  const start = custom && params.get("from") ? Number(params.get("from")) : end - range[2];
   return {
     service: params.get("service") || null,
     route: params.get("route") || null,
     status: params.get("status") || null,
     min_duration: params.get("min_duration") || null,
     attr: params.getAll("attr").filter(Boolean),
-    start: String(end - range[2]),
+    start: String(start),
     end: String(end),
     limit: params.get("limit") || "20",
   };
@@ -52,8 +61,15 @@ export function render(root, params, { services = [], routes = [] } = {}) {
   const attrs = h("textarea", { name: "attr", rows: 2, placeholder: "http.request.method=POST\none key=value per line", spellcheck: "false", class: "mono" });
   attrs.value = params.getAll("attr").join("\n");
   const minDuration = h("input", { name: "min_duration", placeholder: "250ms", value: params.get("min_duration") || "", size: 8 });
-  const range = h("select", { name: "range" }, RANGES.map(([v, label]) => h("option", { value: v }, label)));
+  const range = h("select", { name: "range" }, RANGES.map(([v, label]) => h("option", { value: v }, label)), h("option", { value: "custom" }, "Between…"));
   range.value = params.get("range") || "1h";
+  const q0 = apiQuery(params);
+  const from = h("input", { type: "datetime-local", name: "from", "aria-label": "Started from", value: localInput(Number(q0.start)) });
+  const to = h("input", { type: "datetime-local", name: "to", "aria-label": "Started until", value: localInput(Number(q0.end)) });
+  const between = h("span", { class: "between" }, from, " – ", to);
+  const syncRange = () => (between.hidden = range.value !== "custom");
+  range.addEventListener("change", syncRange);
+  syncRange();
   const limit = h("select", { name: "limit" }, ["20", "50", "100", "500", "1000"].map((v) => h("option", { value: v }, v)));
   limit.value = params.get("limit") || "20";
   const withService = params.get("with");
@@ -68,6 +84,10 @@ export function render(root, params, { services = [], routes = [] } = {}) {
         for (const [k, el] of [["service", service], ["route", route], ["status", status], ["min_duration", minDuration]]) if (el.value.trim()) q.set(k, el.value.trim());
         for (const line of attrs.value.split("\n")) if (line.trim()) q.append("attr", line.trim());
         if (range.value !== "1h") q.set("range", range.value);
+        if (range.value === "custom") {
+          if (from.value) q.set("from", String(new Date(from.value).getTime()));
+          if (to.value) q.set("to", String(new Date(to.value).getTime()));
+        }
         if (limit.value !== "20") q.set("limit", limit.value);
         if (withService) q.set("with", withService);
         const next = `#/traces${q.toString() ? `?${q}` : ""}`;
@@ -90,7 +110,7 @@ export function render(root, params, { services = [], routes = [] } = {}) {
       {},
       h("legend", {}, "Trace filters ", h("span", { class: "hint" }, "— about the whole trace")),
       field("Min duration", minDuration, "the trace's, e.g. 250ms, 1s"),
-      field("Started", range),
+      field("Started", h("span", { class: "range" }, range, between)),
       field("Show", limit, "newest first"),
     ),
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "primary" }, "Find traces"), h("a", { href: "#/traces", class: "button ghost" }, "Clear")),
@@ -109,6 +129,8 @@ export function render(root, params, { services = [], routes = [] } = {}) {
 }
 
 function drawResults(root, list, limit, withService) {
+  // A refresh redraws the list; the reader's row keeps the focus.
+  const focusedId = root.contains(document.activeElement) ? document.activeElement.closest("tr")?.dataset.traceId : null;
   if (!list.length) {
     root.replaceChildren(empty("No trace matches. Widen the time range or drop a filter."));
     return;
@@ -176,6 +198,7 @@ function drawResults(root, list, limit, withService) {
     }),
   );
   arrowRows(tbody, "tr[tabindex]");
+  queueMicrotask(() => focusedId && tbody.querySelector(`tr[data-trace-id="${focusedId}"]`)?.focus());
   root.replaceChildren(
     h(
       "div",

@@ -7,8 +7,11 @@
 
 import { getJSON } from "./api.js";
 
-// The ring holds 10000 spans by default (--trace-buffer).
-const RING_LIMIT = 10000;
+// The newest spans the lists and the graph are computed from. The ring
+// holds 10000 by default (--trace-buffer), but encoding all of them every
+// refresh would cost the sidecar more than a glance at its traffic is
+// worth; one trace is always read whole, by its id.
+const RING_LIMIT = 2000;
 const KINDS = ["UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"];
 const STATUS = ["UNSET", "OK", "ERROR"];
 
