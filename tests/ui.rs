@@ -18,9 +18,11 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use support::browser::Browser;
-use support::{Client, TestProxy, apps};
+use support::{Client, TestProxy, apps, wait};
 
 const T1: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const T2: &str = "5c0a3e1f9b2d4c6e8a0b1c2d3e4f5061";
@@ -29,6 +31,8 @@ const BIG_SPANS: usize = 10_000;
 
 struct Fixture {
     traces: Vec<(String, Vec<Value>, Vec<Value>)>,
+    /// Calls of /api/dependencies: the overview's auto-refresh asks again.
+    graph_asked: AtomicUsize,
 }
 
 fn now_ns() -> u128 {
@@ -91,7 +95,7 @@ fn three_hops(trace: &str, base: u128, store_ms: f64, tier: &str) -> (Vec<Value>
             "GET",
             base,
             (1.0, end + 3.0),
-            json!({"http.request.method": "GET", "peer.service": "consumer", "http.response.status_code": 200}),
+            json!({"http.route": "/items", "http.request.method": "GET", "peer.service": "consumer", "http.response.status_code": 200}),
         ),
         span(
             trace,
@@ -113,7 +117,7 @@ fn three_hops(trace: &str, base: u128, store_ms: f64, tier: &str) -> (Vec<Value>
             "GET",
             base,
             (10.5, 14.0),
-            json!({"peer.service": "store", "http.response.status_code": 200}),
+            json!({"http.route": "/rows/{id}", "peer.service": "store", "http.response.status_code": 200}),
         ),
         span(
             trace,
@@ -124,7 +128,7 @@ fn three_hops(trace: &str, base: u128, store_ms: f64, tier: &str) -> (Vec<Value>
             "GET",
             base,
             (10.0, end + 1.0),
-            json!({"peer.service": "store", "http.response.status_code": 200}),
+            json!({"http.route": "/rows/{id}", "peer.service": "store", "http.response.status_code": 200}),
         ),
         span(
             trace,
@@ -180,6 +184,7 @@ impl Fixture {
                 (T2.into(), s2, l2),
                 (BIG.into(), big_trace(base - 1_000_000_000), vec![]),
             ],
+            graph_asked: AtomicUsize::new(0),
         }
     }
 
@@ -258,7 +263,7 @@ fn contract(fixture: Arc<Fixture>) -> Router {
         route_stats("store", "inbound", "/rows/{id}", 240, 55.0),
     ]});
     let services = json!({"services": [{"name": "consumer", "spans": 3}, {"name": "producer", "spans": 2}, {"name": "store", "spans": 1}]});
-    let config = json!({"mode": "collector", "refresh_seconds": 10,
+    let config = json!({"mode": "collector", "refresh_seconds": 1,
                         "log_link_template": "https://logs.example/?q={trace_id}&from={start_ms}&to={end_ms}&svc={service}"});
     let logs = {
         let f = fixture.clone();
@@ -271,7 +276,13 @@ fn contract(fixture: Arc<Fixture>) -> Router {
     Router::new()
         .route("/api/ui-config", get(move || async move { Json(config) }))
         .route("/api/services", get(move || async move { Json(services) }))
-        .route("/api/dependencies", get(move || async move { Json(deps) }))
+        .route(
+            "/api/dependencies",
+            get(move |State(f): State<Arc<Fixture>>| async move {
+                f.graph_asked.fetch_add(1, Ordering::Relaxed);
+                Json(deps)
+            }),
+        )
         .route("/api/stats", get(move || async move { Json(stats) }))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
@@ -294,7 +305,8 @@ fn count(selector: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_against_the_contract() {
     let Some(browser) = Browser::start("contract").await else { return };
-    let base = serve(contract(Arc::new(Fixture::new()))).await;
+    let fixture = Arc::new(Fixture::new());
+    let base = serve(contract(fixture.clone())).await;
 
     // The overview: three services, two calls with their figures.
     browser.goto(&format!("{base}/ui/")).await;
@@ -309,6 +321,19 @@ async fn ui_against_the_contract() {
     assert!(labels.to_string().contains("5.0% err"), "the erring call shows its rate: {labels}");
     browser.wait_for("the routes table", &format!("{} === 5", count(".routes tbody tr[tabindex]"))).await;
     browser.screenshot("overview").await;
+    // Auto-refresh (every second in this fixture's /api/ui-config).
+    let asked = fixture.graph_asked.load(Ordering::Relaxed);
+    let again =
+        wait::until(Duration::from_secs(20), async || fixture.graph_asked.load(Ordering::Relaxed) > asked).await;
+    assert!(again.is_some(), "the overview never refreshed itself");
+
+    // A click on a call filters the table to both ends, and leads to its traces.
+    browser
+        .eval("document.querySelector('.edge[data-client=producer][data-server=consumer]').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+        .await;
+    browser.wait_for("the table filtered to the call", &format!("{} === 2", count(".routes tbody tr[tabindex]"))).await;
+    let traces_link = browser.eval("return document.querySelector('[data-edge-traces]').getAttribute('href')").await;
+    assert_eq!(traces_link, "#/traces?service=consumer&with=producer");
 
     // A click on a node filters the table; Esc clears the filter.
     browser.eval("document.querySelector('.node[data-service=store]').dispatchEvent(new MouseEvent('click', {bubbles: true}))").await;
@@ -321,6 +346,13 @@ async fn ui_against_the_contract() {
     browser.keys("/").await;
     let focused = browser.eval("return document.activeElement.className").await;
     assert_eq!(focused, "table-filter");
+    // Enter on a route's row finds the traces behind it.
+    browser.eval("document.querySelector('.routes tbody tr').focus()").await;
+    browser.keys("\u{E007}").await;
+    browser
+        .wait_for("the route's traces", "return location.hash.startsWith('#/traces?service=consumer&route=%2Frows')")
+        .await;
+    browser.wait_for("the route's two traces", &format!("{} === 2", count(".traces tbody tr"))).await;
 
     // Search by an attribute: only the trace whose store span has it.
     browser.goto(&format!("{base}/ui/#/traces")).await;
@@ -360,6 +392,14 @@ async fn ui_against_the_contract() {
         link.starts_with(&format!("https://logs.example/?q={T1}&from=")) && link.ends_with("&svc=producer"),
         "{link}"
     );
+    // The keyboard: ↓ selects the next span, ← folds it, → opens it again.
+    browser.eval("document.querySelector('.wf-scroll').focus()").await;
+    browser.keys("\u{E015}").await;
+    browser.wait_for("the second span selected", &format!("return location.hash.endsWith('span={}')", id(2))).await;
+    browser.keys("\u{E012}").await;
+    browser.wait_for("its subtree folded", &format!("{} === 2", count(".wf-row.span"))).await;
+    browser.keys("\u{E014}").await;
+    browser.wait_for("its subtree open again", &format!("{} === 6", count(".wf-row.span"))).await;
     // Selecting a span shows its attributes and its own log line.
     browser.eval(&format!("document.querySelector('.wf-row[data-span-id=\"{}\"]').click()", id(6))).await;
     let detail = browser
@@ -422,7 +462,7 @@ async fn ui_on_a_sidecar() {
     let proxy = TestProxy::to(app.addr).service("checkout").start().await;
     let admin = proxy.admin_url();
     let client = Client::http1();
-    let page = client.get(&format!("{admin}/ui/")).send().await;
+    let page = client.get(&format!("{admin}/ui")).send().await;
     assert_eq!(page.status, 200);
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(page.text().contains("<title>sidetrace</title>"));

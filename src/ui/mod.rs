@@ -22,7 +22,7 @@
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::LazyLock;
 
@@ -79,8 +79,9 @@ fn etag(bytes: &[u8]) -> HeaderValue {
 /// merges into the admin or collector router.
 pub fn router() -> Router {
     Router::new()
-        // Relative asset URLs in index.html resolve against `/ui/`.
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        // index.html's <base href="/ui/"> makes its relative URLs right at
+        // `/ui` as at `/ui/`.
+        .route("/ui", get(|headers: HeaderMap| async move { serve(0, &headers) }))
         .route("/ui/", get(|headers: HeaderMap| async move { serve(0, &headers) }))
         .route("/ui/{*path}", get(file))
 }
@@ -167,10 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn index_at_the_root_and_for_pages_of_the_app() {
-        let r = get("/ui", None).await;
-        assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
-        assert_eq!(r.headers()[header::LOCATION], "/ui/");
-        for path in ["/ui/", "/ui/traces", "/ui/traces/abc"] {
+        for path in ["/ui", "/ui/", "/ui/traces", "/ui/traces/abc"] {
             let r = get(path, None).await;
             assert_eq!(r.status(), StatusCode::OK, "{path}");
             assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
