@@ -73,7 +73,13 @@ async function overview(params, gen) {
   drawFilterBar(sel);
   const graphBox = h("div", { class: "graph-box", "aria-label": "Service dependency graph" }, h("p", { class: "muted" }, "Loading the graph…"));
   const statsBox = h("div", { class: "stats-box" });
-  view.replaceChildren(h("section", { class: "overview" }, h("div", { class: "section-head" }, h("h1", {}, "Services"), h("span", { class: "muted" }, "calls in the last hour; click a service or a call to filter")), graphBox, statsBox));
+  view.replaceChildren(h(
+      "section",
+      { class: "overview" },
+      h("div", { class: "section-head" }, h("h1", {}, "Services"), h("span", { class: "muted" }, `calls ${config.mode === "sidecar" ? "among this sidecar's newest spans" : "in the last hour"}; click a service or a call to filter`)),
+      graphBox,
+      statsBox,
+    ));
   const select = (next) => {
     location.hash = `#/${selectionQuery(next)}`;
   };
@@ -212,6 +218,8 @@ function focusSearch() {
 
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
+  // An open dialog (the help) has the keys; Esc closes it by itself.
+  if (document.querySelector("dialog[open]")) return;
   const typing = e.target.closest?.("input, textarea, select, [contenteditable]");
   if (e.key === "Escape") {
     if (typing) e.target.blur();

@@ -13,44 +13,55 @@ import { empty, fmtNs, h, serviceColor } from "./util.js";
 // tens of thousands of rows; the differences list holds the rest.
 const MAX_STRUCTURE_ROWS = 2000;
 
-/** Map(key → {node, key, depth, self}) in depth-first order. */
+// Keys join the path's names with a character no span name holds.
+const SEP = "\u0000";
+
+/** Map(key → {node, key, parent, depth, self}) in depth-first order. */
 export function keyed(tree) {
   const self = selfTimes(tree);
   const out = new Map();
   const stack = [...tree.roots].reverse().map((n) => [n, ""]);
   while (stack.length) {
-    const [n, prefix] = stack.pop();
-    const base = `${prefix}/${n.span.service} · ${n.span.name}`;
+    const [n, parent] = stack.pop();
+    const base = `${parent}${SEP}${n.span.service} · ${n.span.name}`;
     let key = base;
     for (let k = 2; out.has(key); k++) key = `${base} #${k}`;
-    out.set(key, { node: n, key, depth: (prefix.match(/\//g) || []).length, self: self.get(n) });
+    out.set(key, { node: n, key, parent, depth: n.depth, self: self.get(n) });
     for (let i = n.children.length - 1; i >= 0; i--) stack.push([n.children[i], key]);
   }
   return out;
 }
 
-/** Rows of the union of both structures: {key, depth, a, b, delta, selfDelta}. */
+/**
+ * Rows of the union of both structures, depth first, A's children before
+ * those only B has: {key, depth, a, b, delta, selfDelta}.
+ */
 export function diff(ta, tb) {
   const a = keyed(ta);
   const b = keyed(tb);
+  const kids = new Map();
+  const add = (key, parent) => {
+    if (!kids.has(parent)) kids.set(parent, []);
+    kids.get(parent).push(key);
+  };
+  for (const [key, e] of a) add(key, e.parent);
+  for (const [key, e] of b) if (!a.has(key)) add(key, e.parent);
+  const dur = (e) => (e ? e.node.end - e.node.start : 0);
   const rows = [];
-  const dur = (e) => (e ? e.node.end - e.node.start : null);
-  // A's order first, then what only B has, each after its nearest parent.
-  for (const [key, ea] of a) rows.push({ key, depth: ea.depth, a: ea, b: b.get(key) || null });
-  for (const [key, eb] of b) {
-    if (a.has(key)) continue;
-    const parent = key.slice(0, key.lastIndexOf("/"));
-    let at = rows.findIndex((r) => r.key === parent);
-    if (at < 0) at = rows.length - 1;
-    else while (at + 1 < rows.length && rows[at + 1].key.startsWith(`${parent}/`)) at++;
-    rows.splice(at + 1, 0, { key, depth: eb.depth, a: null, b: eb });
-  }
-  for (const r of rows) {
-    r.delta = (dur(r.b) ?? 0) - (dur(r.a) ?? 0);
-    r.selfDelta = (r.b?.self ?? 0) - (r.a?.self ?? 0);
+  const stack = [...(kids.get("") || [])].reverse();
+  while (stack.length) {
+    const key = stack.pop();
+    const ea = a.get(key) || null;
+    const eb = b.get(key) || null;
+    rows.push({ key, depth: (ea || eb).depth, a: ea, b: eb, delta: dur(eb) - dur(ea), selfDelta: (eb?.self ?? 0) - (ea?.self ?? 0) });
+    const children = kids.get(key) || [];
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
   }
   return rows;
 }
+
+/** A key as the path a reader follows: "producer · GET /x › consumer · GET /y". */
+const pathText = (key) => key.split(SEP).filter(Boolean).join(" › ");
 
 export function render(root, traceA, traceB) {
   const ta = buildTree(traceA);
@@ -92,7 +103,7 @@ export function render(root, traceA, traceB) {
       "tbody",
       {},
       ranked.map((r) =>
-        h("tr", { class: !r.a ? "only-b" : !r.b ? "only-a" : "" }, h("td", {}, name(r)), h("td", { class: "muted small mono", title: r.key }, `depth ${r.depth}${!r.a ? " · only in B" : !r.b ? " · only in A" : ""}`), durCell(r.a), durCell(r.b), deltaCell(r.delta, false), deltaCell(r.selfDelta, true)),
+        h("tr", { class: !r.a ? "only-b" : !r.b ? "only-a" : "" }, h("td", {}, name(r)), h("td", { class: "muted small", title: pathText(r.key) }, `depth ${r.depth}${!r.a ? " · only in B" : !r.b ? " · only in A" : ""}`), durCell(r.a), durCell(r.b), deltaCell(r.delta, false), deltaCell(r.selfDelta, true)),
       ),
     ),
   );

@@ -57,6 +57,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("favicon.svg", SVG),
     asset!("app.js", JS),
     asset!("api.js", JS),
+    asset!("http.js", JS),
     asset!("sidecar.js", JS),
     asset!("util.js", JS),
     asset!("graph.js", JS),

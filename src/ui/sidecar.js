@@ -5,7 +5,7 @@
 // only its own service's spans, so its graph shows that service and the
 // servers it calls (by `peer.service`, else `server.address`).
 
-import { getJSON } from "./api.js";
+import { getJSON } from "./http.js";
 
 // The newest spans the lists and the graph are computed from. The ring
 // holds 10000 by default (--trace-buffer), but encoding all of them every

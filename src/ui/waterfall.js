@@ -206,9 +206,13 @@ export function render(root, trace, opts = {}) {
     if ((sp.links || []).length) badges.push(h("span", { class: "badge linked", title: `${sp.links.length} linked span(s)` }, "linked"));
     if (n.orphan) badges.push(h("span", { class: "badge", title: "Its parent span is not in this trace" }, "no parent"));
     if (n.logs.length && !state.showLogs) badges.push(h("span", { class: "badge", title: "Log lines" }, `${n.logs.length} log`));
+    // Beside the bar where there is room, else inside a long bar.
     const durLabel = h("span", { class: "wf-dur" }, fmtNs(n.end - n.start));
     if (left + width < 78) durLabel.style.left = `calc(${left + width}% + 4px)`;
-    else durLabel.style.right = `calc(${100 - left}% + 4px)`;
+    else if (width > 20) {
+      durLabel.classList.add("inside");
+      durLabel.style.right = `calc(${100 - left - width}% + 6px)`;
+    } else durLabel.style.right = `calc(${100 - left}% + 4px)`;
     const bar = h("div", { class: "wf-bar-cell" });
     if (n.parent) bar.append(h("div", { class: "wf-parent", style: { left: pct(n.parent.start), width: pct(n.parent.end - n.parent.start) } }));
     bar.append(h("div", { class: "wf-bar", style: { left: `${left}%`, width: `${width}%`, background: isError(sp) ? "" : serviceColor(sp.service) } }));
