@@ -6,6 +6,8 @@
 //! traces with log lines and a stitched span, and a trace of 10000 spans;
 //! `ui_on_a_sidecar` opens a real sidecar's admin port, where the UI reads
 //! the sidecar's own endpoints. Screenshots go to target/ui-screenshots/.
+//! `ui_logic_in_node` runs the pure logic's cases (tests/ui_logic.mjs)
+//! under Node's test runner.
 //! No assertion is about time: each wait is bounded only so that a broken
 //! page fails instead of hanging.
 
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use support::browser::Browser;
-use support::{Client, TestProxy, apps, wait};
+use support::{Client, TestProxy, apps, tools, wait};
 
 const T1: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const T2: &str = "5c0a3e1f9b2d4c6e8a0b1c2d3e4f5061";
@@ -487,4 +489,25 @@ async fn ui_on_a_sidecar() {
     browser.wait_for("a waterfall of one span", &format!("{} === 1", count(".wf-row.span"))).await;
     browser.screenshot("sidecar-trace").await;
     browser.close().await;
+}
+
+/// The critical path, self times, the comparison's matching, the graph's
+/// layout, the span filter and the OTLP/JSON reading, case by case.
+#[test]
+fn ui_logic_in_node() {
+    let what = "Node.js for tests/ui_logic.mjs (part of the machine's image, as for scripts/setup/observe.sh)";
+    let Some(()) = tools::require(what, tools::runs(std::path::Path::new("node"), "--version")) else { return };
+    // A copy marked as ES modules: src/ui/ has no package.json, and the
+    // browser needs none.
+    let dir = tools::scratch_dir("ui-logic");
+    for entry in std::fs::read_dir(tools::repo("src/ui")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "js") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy(tools::repo("tests/ui_logic.mjs"), dir.join("ui_logic.mjs")).unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
+    tools::run_ok(std::process::Command::new("node").args(["--test", "ui_logic.mjs"]).current_dir(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -315,8 +315,11 @@ export function render(root, trace, opts = {}) {
     else return;
     e.preventDefault();
   });
-  // Focus entering the list lands on the selected span.
-  scroller.addEventListener("focus", () => rowsBox.querySelector(".wf-row.selected")?.focus({ preventScroll: true }));
+  // Focus entering the list from outside lands on the selected span; from
+  // a row (Shift+Tab) it stays, so the next Shift+Tab leaves the list.
+  scroller.addEventListener("focus", (e) => {
+    if (!scroller.contains(e.relatedTarget)) rowsBox.querySelector(".wf-row.selected")?.focus({ preventScroll: true });
+  });
 
   const applyFilter = debounce(() => {
     state.match = spanMatcher(filterInput.value);
