@@ -483,6 +483,7 @@ async fn ui_on_a_sidecar() {
         .wait_for("the sidecar's service in the graph", "return document.querySelector('.node[data-service=checkout]')")
         .await;
     browser.wait_for("its routes", &format!("{} >= 2", count(".routes tbody tr[tabindex]"))).await;
+    browser.screenshot("sidecar-overview").await;
     browser.goto(&format!("{admin}/ui/#/traces?service=checkout")).await;
     browser.wait_for("its three traces", &format!("{} === 3", count(".traces tbody tr"))).await;
     browser.eval("document.querySelector('.traces tbody tr').click()").await;
