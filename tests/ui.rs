@@ -119,6 +119,7 @@ async fn ui_against_the_contract() {
     assert_eq!(critical, json!([id(1), id(2), id(3), id(5), id(6)]));
     assert!(browser.eval(&format!("{} > 0", count(".wf-crit"))).await.as_bool().unwrap());
     assert_eq!(browser.eval(&count(".wf-row .badge.stitched")).await, 1);
+    assert_eq!(browser.eval(&count(".wf-row .badge.linked")).await, 1);
     let link = browser.eval("return document.querySelector('[data-log-link]').href").await;
     let link = link.as_str().unwrap();
     assert!(
@@ -142,6 +143,7 @@ async fn ui_against_the_contract() {
         )
         .await;
     assert!(detail.as_str().unwrap().contains("store took 20ms"), "{detail}");
+    assert!(detail.as_str().unwrap().contains(&format!("span {}", id(4))), "its link: {detail}");
     browser.screenshot("trace").await;
 
     // Two traces side by side: the store span, 50 ms slower, first.

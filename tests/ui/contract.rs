@@ -65,7 +65,7 @@ fn log(trace: &str, span: &Value, body: &str) -> Value {
 fn three_hops(trace: &str, base: u128, store_ms: f64, tier: &str) -> (Vec<Value>, Vec<Value>) {
     let end = 12.0 + store_ms;
     let ids = |n: u8| format!("{}{n:02}", &trace[..14]);
-    let spans = vec![
+    let mut spans = vec![
         span(
             trace,
             &ids(1),
@@ -133,6 +133,9 @@ fn three_hops(trace: &str, base: u128, store_ms: f64, tier: &str) -> (Vec<Value>
             json!({"http.route": "/rows/{id}", "customer.tier": tier, "http.response.status_code": 200}),
         ),
     ];
+    // The store's span also names the short call beside it, as an
+    // ambiguous stitch does.
+    spans[5]["links"] = json!([{"trace_id": trace, "span_id": ids(4), "attributes": {"sidetrace.link": "candidate"}}]);
     let logs = vec![
         log(trace, &spans[0], "GET /orders/42 200 producer"),
         log(trace, &spans[2], "GET /items 200 consumer"),
