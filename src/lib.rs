@@ -26,7 +26,8 @@
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum;
+//! `ui` is the web UI's embedded files, which the admin server mounts.
 
 pub mod access_log;
 pub mod admin;
@@ -40,6 +41,7 @@ pub mod listen;
 pub mod metrics;
 pub mod record;
 pub mod trace;
+pub mod ui;
 pub mod vocab;
 pub mod web;
 pub mod workers;

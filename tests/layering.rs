@@ -26,6 +26,8 @@ const RANKS: &[(&str, u32)] = &[
     ("drain", 2),
     // The one way sidetrace serves its own HTTP (admin, webhook).
     ("web", 2),
+    // The web UI's embedded files: a router that knows nothing of spans.
+    ("ui", 2),
     // Beside the path: injection into Kubernetes reads only the ground floor.
     ("k8s", 3),
     // What finished requests feed; the readers of what stages publish.

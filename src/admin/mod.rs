@@ -1,6 +1,7 @@
 //! The admin server: liveness, readiness, the trace API, Prometheus
-//! metrics, live stats, the configuration in force, and a way for a Job to
-//! stop its sidecar. It never sits on the request path; it reads what the
+//! metrics, live stats, the configuration in force, the web UI (`/ui`, from
+//! `ui::router`, reading the endpoints here), and a way for a Job to stop
+//! its sidecar. It never sits on the request path; it reads what the
 //! export task left in the ring and snapshots the metrics' atomics.
 //!
 //! An axum router, served by `web::serve` like every HTTP server of
@@ -12,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::metrics::expo::Format;
 use crate::metrics::export_health::ExportStats;
 use crate::trace::TraceId;
+use crate::ui;
 use crate::web;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -50,17 +52,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/config", get(|State(s): State<Arc<AdminState>>| async move { Json(s.config.clone()) }))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
+        .route("/api/ui-config", get(ui_config))
         .route("/shutdown", post(shutdown))
         .fallback(|| async {
             text(
                 StatusCode::NOT_FOUND,
-                "not found; try /live, /ready, /metrics, /api/traces, /api/stats, /api/config\n",
+                "not found; try /ui, /live, /ready, /metrics, /api/traces, /api/stats, /api/config\n",
             )
         })
         .method_not_allowed_fallback(|| async {
             text(StatusCode::METHOD_NOT_ALLOWED, "this path takes GET (POST for /shutdown)\n")
         })
         .with_state(state)
+        .merge(ui::router())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
@@ -89,6 +93,21 @@ async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
             )
         }
     }
+}
+
+/// What the UI needs to know of the server it talks to (the collector's
+/// contract): a sidecar serves its ring's spans as OTLP/JSON and its stats
+/// without a service, which the UI reads in `sidecar` mode, naming the
+/// service from here. The sidecar keeps no log lines and knows no log
+/// system, so there is no log link.
+async fn ui_config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let service = s.config["resource"]["service.name"].clone();
+    Json(serde_json::json!({
+        "mode": "sidecar",
+        "refresh_seconds": 10,
+        "log_link_template": null,
+        "service": service,
+    }))
 }
 
 #[derive(serde::Deserialize)]
