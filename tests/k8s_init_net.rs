@@ -238,7 +238,7 @@ fn traffic(f: &Family) {
     let out = init_net(&p.w, &p.pod, false, INIT_FLAGS);
     assert!(out.status.success(), "init-net: {}", stderr(&out));
     start_peers(&mut p, f);
-    start_proxy(&mut p);
+    start_proxy(&mut p, &url(f.service, SERVICE_PORT, ""));
 
     // Inbound: the client calls the app's own port.
     let hello = curl(&p, &p.client, &url(f.pod_client_side, APP_PORT, "/hello"));
@@ -294,6 +294,19 @@ fn traffic(f: &Family) {
     let looped: Vec<&Value> = spans.iter().filter(|s| int_attr(s, "http.response.status_code") == Some(508)).collect();
     assert!(looped.is_empty(), "the proxy looped into itself: {looped:?}");
 
+    // The proxy's own export leaves the pod directly (the uid exemption):
+    // it is never traced, stitched into the app's trace, or given context.
+    let export = p.w.wait_for(&["proxy"], |w| {
+        let record = std::fs::read_to_string(w.dir.join("service.jsonl")).unwrap_or_default();
+        record.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["path"] == "/v1/traces")
+    });
+    let export = export.unwrap_or_else(|| panic!("no span export reached the collector\n{}", diagnostics(&p)));
+    assert_eq!(export["client"], f.pod_service_side, "the export went straight out: {export}");
+    assert_eq!(export["traceparent"], serde_json::json!([]), "the export carried trace context: {export}");
+    assert_eq!(export["tracestate"], serde_json::json!([]), "the export carried trace context: {export}");
+    let spans = crate::spans(&p.w, &p.pod);
+    assert!(!spans.iter().any(|s| string_attr(s, "url.path") == Some("/v1/traces")), "the export was traced");
+
     let out = init_net(&p.w, &p.pod, false, &["--cleanup"]);
     assert!(out.status.success(), "cleanup: {}", stderr(&out));
     assert_eq!(ruleset(&p.w, &p.pod), before, "cleanup leaves the namespace as it was");
@@ -337,7 +350,7 @@ fn start_peers(p: &mut Pod, f: &Family) {
 /// The proxy as an injected pod runs it: its own uid, no capabilities,
 /// dual-stack listeners (a wildcard IPv6 socket takes IPv4 too; the rules
 /// keep the outbound listener out of reach from outside the pod).
-fn start_proxy(p: &mut Pod) {
+fn start_proxy(p: &mut Pod, otlp_endpoint: &str) {
     let pod = p.pod.clone();
     let (out, err) = p.w.spawn_collected(
         "proxy",
@@ -366,6 +379,8 @@ fn start_proxy(p: &mut Pod) {
             "json",
             "--service-name",
             "pod-app",
+            "--otlp-endpoint",
+            otlp_endpoint,
         ],
     );
     (p.proxy_out, p.proxy_err) = (out, err);
