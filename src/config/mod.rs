@@ -19,6 +19,6 @@ mod tls;
 
 pub use args::{AccessLogFormat, RunArgs, StitchMode};
 pub use error::Error;
-pub use export_args::{Compression, ExportArgs, OtlpProtocol};
+pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
 pub use resource::{Resource, service_from_pod_name};
 pub use run::Config;

@@ -54,7 +54,8 @@ impl Config {
     /// Builds the configuration from parsed flags and an environment lookup.
     pub fn from_args(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
         let resource = resource(args.service_name.as_deref(), env)?;
-        if args.inbound.0.is_some() && args.inbound.0 == args.outbound.0 {
+        // Port 0 asks for any free port: two of them never collide.
+        if args.inbound.0.is_some_and(|a| a.port() != 0) && args.inbound.0 == args.outbound.0 {
             return Err(Error::Conflict("--inbound and --outbound must be different addresses"));
         }
         if args.inbound.0 == Some(args.app) {
