@@ -65,6 +65,8 @@ pub struct Sidecar {
     pub inbound: Option<SocketAddr>,
     pub outbound: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Where /api/* and /ui are served, when on a listener of their own.
+    pub api: Option<SocketAddr>,
     pub ring: Arc<Ring>,
     pub stats: Arc<ExportStats>,
     pub encoder: Arc<Encoder>,
@@ -75,6 +77,7 @@ pub struct Sidecar {
     exporter: JoinHandle<()>,
     export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
+    api_task: Option<JoinHandle<()>>,
     admin_state: Arc<admin::AdminState>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
     worker_threads: Vec<std::thread::JoinHandle<()>>,
@@ -106,6 +109,12 @@ impl Sidecar {
         let (inbound_addr, outbound_addr) = (bound.inbound, bound.outbound);
         let admin = bind("--admin", config.admin).await?;
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let api_at = match config.api {
+            config::ApiListen::Addr(a) => Some(a),
+            _ => None,
+        };
+        let api = bind("--api", api_at).await?;
+        let api_addr = api.as_ref().and_then(|l| l.local_addr().ok());
 
         let routes = Arc::new(config.routes.clone());
         let metrics = Arc::new(metrics::Metrics::new(config.resource.service_name(), config.max_routes));
@@ -133,11 +142,16 @@ impl Sidecar {
             Direction::Outbound => outbound_addr,
         };
         let shared = |direction| {
-            let dialer = Arc::new(dial::Dialer::new(
-                config.connect_timeout,
-                metrics.direction(direction),
-                listener_of(direction),
-            ));
+            // Inbound traffic goes only to the app: never to sidetrace's
+            // other listeners, which a redirect could otherwise reach.
+            let own = match direction {
+                Direction::Inbound => vec![outbound_addr, admin_addr, api_addr],
+                Direction::Outbound => Vec::new(),
+            };
+            let dialer = Arc::new(
+                dial::Dialer::new(config.connect_timeout, metrics.direction(direction), listener_of(direction))
+                    .forbidding(own.into_iter().flatten()),
+            );
             Arc::new(http::Shared {
                 direction,
                 app: config.app,
@@ -181,12 +195,23 @@ impl Sidecar {
             config: config.printable(),
             shutdown: tokio::sync::Notify::new(),
         });
-        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
+        let health = admin::health_router(admin_state.clone());
+        let traffic = admin::api_router(admin_state.clone());
+        let (admin_router, api_router) = match config.api {
+            config::ApiListen::Admin => (admin::finish(health.merge(traffic), admin::ALL_PATHS), None),
+            config::ApiListen::Off => (admin::finish(health, admin::HEALTH_PATHS), None),
+            config::ApiListen::Addr(_) => {
+                (admin::finish(health, admin::HEALTH_PATHS), Some(admin::finish(traffic, admin::API_PATHS)))
+            }
+        };
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_router)));
+        let api_task = api.zip(api_router).map(|(l, r)| tokio::spawn(admin::serve(l, r)));
         admin_state.ready.store(true, Ordering::Release);
         Ok(Sidecar {
             inbound: inbound_addr,
             outbound: outbound_addr,
             admin: admin_addr,
+            api: api_addr,
             ring,
             stats,
             encoder,
@@ -197,6 +222,7 @@ impl Sidecar {
             exporter,
             export_deadline,
             admin_task,
+            api_task,
             admin_state,
             access_log_thread,
             worker_threads,
@@ -239,8 +265,8 @@ impl Sidecar {
         if let Some(t) = self.access_log_thread {
             let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || t.join())).await;
         }
-        if let Some(a) = self.admin_task {
-            a.abort();
+        for t in [self.admin_task, self.api_task].into_iter().flatten() {
+            t.abort();
         }
         drained
     }

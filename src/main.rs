@@ -93,6 +93,7 @@ fn run(args: &RunArgs) -> ExitCode {
             inbound = ?sidecar.inbound,
             outbound = ?sidecar.outbound,
             admin = ?sidecar.admin,
+            api = ?sidecar.api,
             app = %config.app,
             "sidetrace started"
         );

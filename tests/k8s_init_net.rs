@@ -274,6 +274,19 @@ fn traffic(f: &Family) {
     // Exempt: the admin port and the skipped ports are reached directly.
     let ready = curl(&p, &p.client, &url(f.pod_client_side, ADMIN_PORT, "/ready"));
     assert_eq!(ready.trim(), "ready", "the admin port is not redirected");
+    // What shows traffic stays inside the pod: not on the admin port, and
+    // its own port listens on loopback only.
+    // its own port listens on loopback only; a redirect to it, or to the
+    // outbound listener (an open relay), is refused, not forwarded.
+    let status = |port: u16, path: &str| {
+        let target = url(f.pod_client_side, port, path);
+        let out =
+            p.w.exec(&p.client, &["curl", "-gs", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &target]);
+        text(&out)
+    };
+    assert_eq!(status(ADMIN_PORT, "/api/traces"), "404", "the trace API answered on the admin port");
+    assert_eq!(status(15021, "/api/stats"), "403", "the trace API answered from outside the pod");
+    assert_eq!(status(15001, "/relay"), "403", "the outbound listener answered from outside the pod");
     assert_eq!(curl(&p, &p.client, &url(f.pod_client_side, SKIPPED_APP_PORT, "/skipped-in")), APP_BODY);
     let skipped_call = format!("/call?url={}", url(f.service, SKIPPED_SERVICE_PORT, "/skipped-out"));
     assert_eq!(curl(&p, &p.client, &url(f.pod_client_side, APP_PORT, &skipped_call)), SERVICE_BODY);
@@ -398,7 +411,7 @@ fn curl(p: &Pod, ns: &str, url: &str) -> String {
 }
 
 fn spans(w: &World, pod: &str) -> Vec<Value> {
-    let out = w.must(pod, &["curl", "-sS", "--fail", "--max-time", "2", "http://127.0.0.1:15020/api/traces?limit=100"]);
+    let out = w.must(pod, &["curl", "-sS", "--fail", "--max-time", "2", "http://127.0.0.1:15021/api/traces?limit=100"]);
     let doc: Value = serde_json::from_slice(&out.stdout).expect("/api/traces is JSON");
     otlp::spans(&doc)
 }

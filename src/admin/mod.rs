@@ -39,33 +39,48 @@ pub struct AdminState {
     pub shutdown: Notify,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    web::serve(listener, router(state), None).await
+pub async fn serve(listener: TcpListener, router: Router) {
+    web::serve(listener, router, None).await
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+/// What the kubelet and Prometheus read: health, readiness, metrics, and
+/// the loopback-only `POST /shutdown`. Nothing here shows traffic.
+pub fn health_router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/live", get(|| async { text(StatusCode::OK, "live\n") }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/shutdown", post(shutdown))
+        .with_state(state)
+}
+
+/// What shows traffic (paths, routes, peers, timings): the trace API,
+/// live statistics, the configuration and the UI. Served on loopback
+/// unless the operator opens it (`--api`).
+pub fn api_router(state: Arc<AdminState>) -> Router {
+    Router::new()
         .route("/api/stats", get(|State(s): State<Arc<AdminState>>| async move { Json(s.metrics.stats()) }))
         .route("/api/config", get(|State(s): State<Arc<AdminState>>| async move { Json(s.config.clone()) }))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/ui-config", get(ui_config))
-        .route("/shutdown", post(shutdown))
-        .fallback(|| async {
-            text(
-                StatusCode::NOT_FOUND,
-                "not found; try /ui, /live, /ready, /metrics, /api/traces, /api/stats, /api/config\n",
-            )
-        })
-        .method_not_allowed_fallback(|| async {
-            text(StatusCode::METHOD_NOT_ALLOWED, "this path takes GET (POST for /shutdown)\n")
-        })
         .with_state(state)
         .merge(ui::router())
 }
+
+/// A listener's router, with answers for unknown paths and methods that
+/// name what this listener does serve.
+pub fn finish(router: Router, paths: &'static str) -> Router {
+    router
+        .fallback(move || async move { (StatusCode::NOT_FOUND, format!("not found; try {paths}\n")) })
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "this path takes GET (POST for /shutdown)\n")
+        })
+}
+
+pub const HEALTH_PATHS: &str = "/live, /ready, /metrics";
+pub const API_PATHS: &str = "/ui, /api/traces, /api/stats, /api/config";
+pub const ALL_PATHS: &str = "/ui, /live, /ready, /metrics, /api/traces, /api/stats, /api/config";
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()

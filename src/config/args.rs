@@ -3,7 +3,7 @@
 //! `Config::from_args` make a `Config` of them.
 
 use super::export_args::ExportArgs;
-use super::parse::{Listen, PortList, duration, log_filter, nonzero, port_list, route};
+use super::parse::{ApiListen, Listen, PortList, duration, log_filter, nonzero, port_list, route};
 use crate::trace::route::RoutePattern;
 use clap::{Args, Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -47,9 +47,16 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_OUTBOUND", default_value = "127.0.0.1:15001", value_name = "ADDR")]
     pub outbound: Listen,
 
-    /// Admin server: /live, /ready, /metrics, /api/traces, /api/stats. `off` disables it.
+    /// Admin server for the kubelet and Prometheus: /live, /ready, /metrics (and POST /shutdown
+    /// from loopback). `off` disables it.
     #[arg(long, env = "SIDETRACE_ADMIN", default_value = "0.0.0.0:15020", value_name = "ADDR")]
     pub admin: Listen,
+
+    /// Where the endpoints that show traffic are served: /api/traces, /api/stats, /api/config and
+    /// the /ui. Loopback by default (reach it with kubectl port-forward); `admin` serves them on
+    /// the admin listener, `off` nowhere.
+    #[arg(long, env = "SIDETRACE_API", default_value = "127.0.0.1:15021", value_name = "ADDR|admin|off")]
+    pub api: ApiListen,
 
     /// service.name of the spans [default: OTEL_SERVICE_NAME, else derived from the host name]
     #[arg(long, env = "SIDETRACE_SERVICE_NAME", value_name = "NAME")]

@@ -20,5 +20,6 @@ mod tls;
 pub use args::{AccessLogFormat, RunArgs, StitchMode};
 pub use error::Error;
 pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
+pub use parse::ApiListen;
 pub use resource::{Resource, service_from_pod_name};
 pub use run::Config;

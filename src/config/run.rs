@@ -7,6 +7,7 @@
 use super::args::{AccessLogFormat, RunArgs, StitchMode};
 use super::error::Error;
 use super::export::ExportConfig;
+use super::parse::ApiListen;
 use super::resource::{Resource, resource};
 use super::ser;
 use crate::trace::route::RouteTemplates;
@@ -20,6 +21,8 @@ pub struct Config {
     pub app: SocketAddr,
     pub outbound: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Where /api/* and /ui are served.
+    pub api: ApiListen,
     pub access_log: AccessLogFormat,
     pub opaque_ports: Vec<u16>,
     #[serde(serialize_with = "ser::duration")]
@@ -66,6 +69,7 @@ impl Config {
             app: args.app,
             outbound: args.outbound.0,
             admin: args.admin.0,
+            api: args.api,
             access_log: args.access_log,
             opaque_ports: args.opaque_ports.0.clone(),
             detect_timeout: args.detect_timeout,
@@ -119,6 +123,7 @@ impl Config {
         c.inbound = Some(any);
         c.outbound = Some(any);
         c.admin = Some(any);
+        c.api = ApiListen::Admin;
         c.app = app;
         c.resource.attributes.insert("service.name".into(), service_name.into());
         c

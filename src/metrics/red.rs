@@ -283,6 +283,7 @@ fn error_index(e: Option<ErrorType>) -> u8 {
         Some(ErrorType::Internal) => 11,
         Some(ErrorType::Status(_)) => 12,
         Some(ErrorType::Grpc(_)) => 13,
+        Some(ErrorType::OwnPort) => 14,
     }
 }
 
