@@ -32,6 +32,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod dial;
 pub mod drain;
 pub mod export;

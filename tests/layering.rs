@@ -44,6 +44,8 @@ const RANKS: &[(&str, u32)] = &[
     ("admin", 8),
     // The crate root (`Sidecar`) wires everything.
     ("crate", 9),
+    // The demo runs sidecars.
+    ("demo", 10),
 ];
 
 /// One source file: its module path and what it refers to.
