@@ -22,3 +22,4 @@ pub use error::Error;
 pub use export_args::{Compression, ExportArgs, OtlpProtocol};
 pub use resource::{Resource, service_from_pod_name};
 pub use run::Config;
+pub use tls::{TlsFiles, client_config};
