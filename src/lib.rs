@@ -26,10 +26,13 @@
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook, collector)
+//! with axum. `collector` is the `sidetrace collector` command: OTLP
+//! receivers, the embedded store and the query API; only `main.rs` uses it.
 
 pub mod access_log;
 pub mod admin;
+pub mod collector;
 pub mod config;
 pub mod dial;
 pub mod drain;

@@ -1,0 +1,393 @@
+//! OTLP messages become rows: the columns the store indexes and searches,
+//! and the span or log as the query API serves it (JSON, rendered once at
+//! ingest so a read only concatenates). Spans and log records with ids that
+//! break the OTLP rules are rejected here and counted, for the
+//! `partial_success` answer; the rest of their request is kept.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use serde_json::{Map, Value, json};
+
+/// Span kinds as OTLP numbers them.
+pub const KIND_SERVER: i64 = 2;
+pub const KIND_CLIENT: i64 = 3;
+pub const KIND_PRODUCER: i64 = 4;
+pub const KIND_CONSUMER: i64 = 5;
+/// `Status.code` ERROR.
+pub const STATUS_ERROR: i64 = StatusCode::Error as i64;
+
+/// Separates `key=value` entries in `SpanRow::search`: a byte no attribute
+/// text keeps (it is stripped), so a needle cannot match across entries.
+pub const SEP: char = '\u{1f}';
+
+#[derive(Debug, Clone)]
+pub struct SpanRow {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub service: String,
+    pub name: String,
+    pub kind: i64,
+    pub start: i64,
+    pub end: i64,
+    pub status: i64,
+    pub http_status: Option<i64>,
+    pub route: Option<String>,
+    pub peer_service: Option<String>,
+    pub stitched: bool,
+    /// Every span and resource attribute as `SEP key=value SEP …`, for the
+    /// exact `attr=key=value` search.
+    pub search: String,
+    /// The span as `/api/traces/{id}` serves it.
+    pub doc: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub time: i64,
+    pub trace_id: Option<String>,
+    pub service: String,
+    pub doc: String,
+}
+
+/// What one export request holds after the checks.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub spans: Vec<SpanRow>,
+    pub logs: Vec<LogRow>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.logs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len() + self.logs.len()
+    }
+}
+
+/// Items refused, and the first reason, for `partial_success`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rejected {
+    pub count: i64,
+    pub first_reason: Option<String>,
+}
+
+impl Rejected {
+    fn add(&mut self, reason: String) {
+        self.count += 1;
+        self.first_reason.get_or_insert(reason);
+    }
+
+    pub fn message(&self) -> String {
+        match &self.first_reason {
+            Some(r) if self.count > 1 => format!("{} rejected; the first: {r}", self.count),
+            Some(r) => r.clone(),
+            None => String::new(),
+        }
+    }
+}
+
+pub fn spans(req: &ExportTraceServiceRequest) -> (Vec<SpanRow>, Rejected) {
+    let mut rows = Vec::new();
+    let mut rejected = Rejected::default();
+    for rs in &req.resource_spans {
+        let resource = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let service = service_name(resource);
+        let resource_json = attributes(resource);
+        let resource_search = search_text(resource);
+        for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            match span_row(span, &service, &resource_json, &resource_search) {
+                Ok(row) => rows.push(row),
+                Err(reason) => rejected.add(reason),
+            }
+        }
+    }
+    (rows, rejected)
+}
+
+pub fn logs(req: &ExportLogsServiceRequest) -> (Vec<LogRow>, Rejected) {
+    let mut rows = Vec::new();
+    let mut rejected = Rejected::default();
+    for rl in &req.resource_logs {
+        let resource = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let service = service_name(resource);
+        for record in rl.scope_logs.iter().flat_map(|sl| &sl.log_records) {
+            match log_row(record, &service) {
+                Ok(row) => rows.push(row),
+                Err(reason) => rejected.add(reason),
+            }
+        }
+    }
+    (rows, rejected)
+}
+
+fn service_name(resource: &[KeyValue]) -> String {
+    resource
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        // The SDKs' own default when the resource names no service.
+        .unwrap_or_else(|| "unknown_service".to_string())
+}
+
+/// A trace id: 16 bytes, not all zero (OTLP and W3C Trace Context).
+fn trace_id(bytes: &[u8]) -> Result<String, String> {
+    if bytes.len() != 16 || bytes.iter().all(|b| *b == 0) {
+        return Err(format!("invalid trace_id {:?}: 16 bytes, not all zero", hex(bytes)));
+    }
+    Ok(hex(bytes))
+}
+
+fn span_id(bytes: &[u8], what: &str) -> Result<String, String> {
+    if bytes.len() != 8 || bytes.iter().all(|b| *b == 0) {
+        return Err(format!("invalid {what} {:?}: 8 bytes, not all zero", hex(bytes)));
+    }
+    Ok(hex(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn span_row(span: &Span, service: &str, resource: &Value, resource_search: &str) -> Result<SpanRow, String> {
+    let trace = trace_id(&span.trace_id)?;
+    let id = span_id(&span.span_id, "span_id")?;
+    let parent = match span.parent_span_id.as_slice() {
+        [] => None,
+        p => Some(span_id(p, "parent_span_id")?),
+    };
+    // Nanoseconds past 2262 do not fit SQLite's integers; no clock sends them.
+    let start = i64::try_from(span.start_time_unix_nano).map_err(|_| "start_time_unix_nano out of range")?;
+    let end = i64::try_from(span.end_time_unix_nano).map_err(|_| "end_time_unix_nano out of range")?.max(start);
+    let attrs = attributes(&span.attributes);
+    let status = span.status.as_ref();
+    let http_status = attrs
+        .get("http.response.status_code")
+        .or_else(|| attrs.get("http.status_code"))
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let text = |key: &str| attrs.get(key).and_then(Value::as_str).map(str::to_string);
+    let doc = json!({
+        "trace_id": trace,
+        "span_id": id,
+        "parent_span_id": parent,
+        "name": span.name,
+        "kind": kind_name(span.kind),
+        "service": service,
+        "start_unix_nano": start.to_string(),
+        "end_unix_nano": end.to_string(),
+        "duration_ns": end - start,
+        "status": {
+            "code": status_name(status.map(|s| s.code).unwrap_or_default()),
+            "message": status.map(|s| s.message.as_str()).unwrap_or_default(),
+        },
+        "attributes": attrs,
+        "resource": resource,
+        "links": span.links.iter().map(|l| json!({
+            "trace_id": hex(&l.trace_id),
+            "span_id": hex(&l.span_id),
+            "attributes": attributes(&l.attributes),
+        })).collect::<Vec<_>>(),
+        "events": span.events.iter().map(|e| json!({
+            "time_unix_nano": e.time_unix_nano.to_string(),
+            "name": e.name,
+            "attributes": attributes(&e.attributes),
+        })).collect::<Vec<_>>(),
+    });
+    Ok(SpanRow {
+        route: text("http.route"),
+        peer_service: text("peer.service"),
+        stitched: attrs.get("sidetrace.stitched").and_then(Value::as_bool).unwrap_or(false),
+        search: format!("{}{resource_search}", search_text(&span.attributes)),
+        doc: doc.to_string(),
+        trace_id: trace,
+        span_id: id,
+        parent_span_id: parent,
+        service: service.to_string(),
+        name: span.name.clone(),
+        kind: i64::from(span.kind),
+        start,
+        end,
+        status: i64::from(status.map(|s| s.code).unwrap_or_default()),
+        http_status,
+    })
+}
+
+fn log_row(record: &LogRecord, service: &str) -> Result<LogRow, String> {
+    let trace = match record.trace_id.as_slice() {
+        [] => None,
+        t => Some(trace_id(t)?),
+    };
+    let span = match record.span_id.as_slice() {
+        [] => None,
+        s => Some(span_id(s, "span_id")?),
+    };
+    // OTLP: when the event's time is unknown, the time it was observed.
+    let time = if record.time_unix_nano != 0 { record.time_unix_nano } else { record.observed_time_unix_nano };
+    let time = i64::try_from(time).map_err(|_| "time_unix_nano out of range")?;
+    let severity = if record.severity_text.is_empty() {
+        severity_name(record.severity_number).to_string()
+    } else {
+        record.severity_text.clone()
+    };
+    let body = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(_) => record.body.as_ref().map(any_json).unwrap_or_default().to_string(),
+        None => String::new(),
+    };
+    let doc = json!({
+        "time_unix_nano": time.to_string(),
+        "trace_id": trace,
+        "span_id": span,
+        "service": service,
+        "severity": severity,
+        "body": body,
+        "attributes": attributes(&record.attributes),
+    });
+    Ok(LogRow { time, trace_id: trace, service: service.to_string(), doc: doc.to_string() })
+}
+
+/// OTLP's SeverityNumber ranges, by their short names.
+fn severity_name(n: i32) -> &'static str {
+    match n {
+        1..=4 => "TRACE",
+        5..=8 => "DEBUG",
+        9..=12 => "INFO",
+        13..=16 => "WARN",
+        17..=20 => "ERROR",
+        21..=24 => "FATAL",
+        _ => "UNSPECIFIED",
+    }
+}
+
+pub fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "INTERNAL",
+        2 => "SERVER",
+        3 => "CLIENT",
+        4 => "PRODUCER",
+        5 => "CONSUMER",
+        _ => "UNSPECIFIED",
+    }
+}
+
+fn status_name(code: i32) -> &'static str {
+    match code {
+        1 => "OK",
+        2 => "ERROR",
+        _ => "UNSET",
+    }
+}
+
+/// Attributes as a JSON object; a repeated key keeps its last value.
+pub fn attributes(list: &[KeyValue]) -> Value {
+    let mut map = Map::with_capacity(list.len());
+    for kv in list {
+        map.insert(kv.key.clone(), kv.value.as_ref().map(any_json).unwrap_or(Value::Null));
+    }
+    Value::Object(map)
+}
+
+fn any_json(v: &AnyValue) -> Value {
+    use base64::Engine;
+    match &v.value {
+        // `StringValueStrindex` points into a profiles string table, which
+        // traces and logs do not have.
+        None | Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
+        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_json).collect()),
+        Some(any_value::Value::KvlistValue(kv)) => attributes(&kv.values),
+        // OTLP/JSON writes bytes as base64; so does the API.
+        Some(any_value::Value::BytesValue(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+    }
+}
+
+/// The text an `attr=key=value` filter compares with: strings as they are,
+/// other values as JSON writes them.
+fn search_text(list: &[KeyValue]) -> String {
+    let mut out = String::new();
+    for kv in list {
+        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(_) => kv.value.as_ref().map(any_json).unwrap_or_default().to_string(),
+            None => String::new(),
+        };
+        out.push(SEP);
+        out.push_str(&search_entry(&kv.key, &value));
+    }
+    if !out.is_empty() {
+        out.push(SEP);
+    }
+    out
+}
+
+/// `key=value` with the separator stripped: the same on both sides of a search.
+pub fn search_entry(key: &str, value: &str) -> String {
+    format!("{key}={value}").replace(SEP, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", any_value::Value::StringValue("shop".into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn bad_ids_are_rejected_and_the_rest_kept() {
+        let good = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET /x".into(),
+            kind: 2,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 30,
+            attributes: vec![kv("http.response.status_code", any_value::Value::IntValue(503))],
+            ..Default::default()
+        };
+        let short = Span { trace_id: vec![1; 15], ..good.clone() };
+        let zero = Span { span_id: vec![0; 8], ..good.clone() };
+        let (rows, rejected) = spans(&request(vec![good, short, zero]));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rejected.count, 2);
+        assert!(rejected.message().contains("invalid trace_id"), "{}", rejected.message());
+        let row = &rows[0];
+        assert_eq!((row.service.as_str(), row.http_status, row.end - row.start), ("shop", Some(503), 20));
+        assert!(row.search.contains(&format!("{SEP}http.response.status_code=503{SEP}")));
+        assert!(row.search.contains(&format!("{SEP}service.name=shop{SEP}")));
+        let doc: Value = serde_json::from_str(&row.doc).unwrap();
+        assert_eq!(doc["kind"], "SERVER");
+        assert_eq!(doc["start_unix_nano"], "10");
+        assert_eq!(doc["attributes"]["http.response.status_code"], 503);
+    }
+}
