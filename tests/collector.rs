@@ -268,3 +268,24 @@ async fn dependencies_of_a_three_service_chain() {
     assert_eq!(trace["traces"][0]["services"], json!(["consumer", "producer", "store"]));
     assert_eq!(trace["traces"][0]["duration_ns"], 50_000_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_sends_spans_and_logs_on_to_another_collector() {
+    let downstream = SidetraceCollector::start("memory", &[]);
+    let upstream = SidetraceCollector::start("memory", &["--forward", &downstream.http_url()]);
+    let now = now_ns();
+    let trace = trace_id(500);
+    upstream.send(&request(&[span("edge", &trace, 1, None, "GET /f", SERVER, now, MS, vec![])])).await;
+    let record = LogRecord { time_unix_nano: now, trace_id: trace.clone(), ..Default::default() };
+    let r = upstream.post("/v1/logs", "application/x-protobuf", logs("edge", vec![record]).encode_to_vec()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = downstream.wait_for_trace(&hex(&trace), 1).await;
+    assert_eq!(doc["spans"][0]["service"], "edge");
+    let path = format!("/api/logs?trace_id={}", hex(&trace));
+    let forwarded = support::wait::until(Duration::from_secs(20), async || {
+        let logs = downstream.json(&path).await;
+        (logs["logs"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    assert!(forwarded.is_some(), "the log record was not forwarded\n{}", upstream.process.output());
+}

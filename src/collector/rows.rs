@@ -20,10 +20,6 @@ pub const KIND_CONSUMER: i64 = 5;
 /// `Status.code` ERROR.
 pub const STATUS_ERROR: i64 = StatusCode::Error as i64;
 
-/// Separates `key=value` entries in `SpanRow::search`: a byte no attribute
-/// text keeps (it is stripped), so a needle cannot match across entries.
-pub const SEP: char = '\u{1f}';
-
 #[derive(Debug, Clone)]
 pub struct SpanRow {
     pub trace_id: String,
@@ -39,10 +35,8 @@ pub struct SpanRow {
     pub route: Option<String>,
     pub peer_service: Option<String>,
     pub stitched: bool,
-    /// Every span and resource attribute as `SEP key=value SEP …`, for the
-    /// exact `attr=key=value` search.
-    pub search: String,
-    /// The span as `/api/traces/{id}` serves it.
+    /// The span as `/api/traces/{id}` serves it; `attr=key=value` searches
+    /// look for `"key":value` in it (`attr_needles`).
     pub doc: String,
 }
 
@@ -100,9 +94,8 @@ pub fn spans(req: &ExportTraceServiceRequest) -> (Vec<SpanRow>, Rejected) {
         let resource = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
         let service = service_name(resource);
         let resource_json = attributes(resource);
-        let resource_search = search_text(resource);
         for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-            match span_row(span, &service, &resource_json, &resource_search) {
+            match span_row(span, &service, &resource_json) {
                 Ok(row) => rows.push(row),
                 Err(reason) => rejected.add(reason),
             }
@@ -162,7 +155,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn span_row(span: &Span, service: &str, resource: &Value, resource_search: &str) -> Result<SpanRow, String> {
+fn span_row(span: &Span, service: &str, resource: &Value) -> Result<SpanRow, String> {
     let trace = trace_id(&span.trace_id)?;
     let id = span_id(&span.span_id, "span_id")?;
     let parent = match span.parent_span_id.as_slice() {
@@ -210,7 +203,6 @@ fn span_row(span: &Span, service: &str, resource: &Value, resource_search: &str)
         route: text("http.route"),
         peer_service: text("peer.service"),
         stitched: attrs.get("sidetrace.stitched").and_then(Value::as_bool).unwrap_or(false),
-        search: format!("{}{resource_search}", search_text(&span.attributes)),
         doc: doc.to_string(),
         trace_id: trace,
         span_id: id,
@@ -317,28 +309,25 @@ fn any_json(v: &AnyValue) -> Value {
     }
 }
 
-/// The text an `attr=key=value` filter compares with: strings as they are,
-/// other values as JSON writes them.
-fn search_text(list: &[KeyValue]) -> String {
-    let mut out = String::new();
-    for kv in list {
-        let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(any_value::Value::StringValue(s)) => s.clone(),
-            Some(_) => kv.value.as_ref().map(any_json).unwrap_or_default().to_string(),
-            None => String::new(),
-        };
-        out.push(SEP);
-        out.push_str(&search_entry(&kv.key, &value));
+/// What `attr=key=value` looks for in a span's document: the attribute as
+/// its JSON object holds it, `"key":"value"` for a string, and, when the
+/// value reads as a number or a bool, `"key":value` followed by `,` or `}`
+/// (so `200` does not match `2001`). The document's own fields (`name`,
+/// `service`, `kind`, `code`, `message`) are written the same way, so an
+/// attribute named like one of them can also match the field: the price of
+/// searching the stored JSON instead of a second copy of every attribute.
+pub fn attr_needles(key: &str, value: &str) -> Vec<String> {
+    let key = Value::String(key.to_string()).to_string();
+    let mut needles = vec![format!("{key}:{}", Value::String(value.to_string()))];
+    let scalar = value.parse::<i64>().is_ok()
+        || value.parse::<f64>().is_ok_and(f64::is_finite)
+        || value == "true"
+        || value == "false";
+    if scalar {
+        needles.push(format!("{key}:{value},"));
+        needles.push(format!("{key}:{value}}}"));
     }
-    if !out.is_empty() {
-        out.push(SEP);
-    }
-    out
-}
-
-/// `key=value` with the separator stripped: the same on both sides of a search.
-pub fn search_entry(key: &str, value: &str) -> String {
-    format!("{key}={value}").replace(SEP, "")
+    needles
 }
 
 #[cfg(test)]
@@ -383,8 +372,11 @@ mod tests {
         assert!(rejected.message().contains("invalid trace_id"), "{}", rejected.message());
         let row = &rows[0];
         assert_eq!((row.service.as_str(), row.http_status, row.end - row.start), ("shop", Some(503), 20));
-        assert!(row.search.contains(&format!("{SEP}http.response.status_code=503{SEP}")));
-        assert!(row.search.contains(&format!("{SEP}service.name=shop{SEP}")));
+        let found = |k, v| attr_needles(k, v).iter().any(|n| row.doc.contains(n.as_str()));
+        assert!(found("http.response.status_code", "503"));
+        assert!(!found("http.response.status_code", "50"));
+        assert!(found("service.name", "shop"));
+        assert!(!found("service.name", "sho"));
         let doc: Value = serde_json::from_str(&row.doc).unwrap();
         assert_eq!(doc["kind"], "SERVER");
         assert_eq!(doc["start_unix_nano"], "10");

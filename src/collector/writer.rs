@@ -58,16 +58,30 @@ impl Writer {
 
     /// Ok once the batch is durable.
     pub async fn write(&self, batch: Batch) -> Result<(), Refused> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+        self.submit(batch)?.durable().await
+    }
+
+    /// Queues the batch without waiting: refused at once when the queue is full.
+    pub fn submit(&self, batch: Batch) -> Result<Ack, Refused> {
         let (ack, done) = oneshot::channel();
-        match self.tx.try_send(Job { batch, ack }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Refused::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(Refused::Stopped),
+        if batch.is_empty() {
+            let _ = ack.send(Ok(()));
+            return Ok(Ack(done));
         }
-        match done.await {
+        match self.tx.try_send(Job { batch, ack }) {
+            Ok(()) => Ok(Ack(done)),
+            Err(TrySendError::Full(_)) => Err(Refused::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
+        }
+    }
+}
+
+/// The writer's word on one queued batch.
+pub struct Ack(oneshot::Receiver<Result<(), String>>);
+
+impl Ack {
+    pub async fn durable(self) -> Result<(), Refused> {
+        match self.0.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Refused::Failed(e)),
             Err(_) => Err(Refused::Stopped),
@@ -116,5 +130,53 @@ fn enforce(store: &Store, bounds: Bounds) {
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot apply retention and the size cap"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::rows::LogRow;
+
+    fn batch() -> Batch {
+        let log = LogRow { time: 1, trace_id: None, service: "s".into(), doc: "{}".into() };
+        Batch { spans: Vec::new(), logs: vec![log] }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_the_rest_acknowledged_when_durable() {
+        let store = Store::open(None).unwrap();
+        let hour = Duration::from_secs(3600);
+        let writer =
+            Writer::start(store.clone(), 1, Bounds { retention: hour, max_bytes: u64::MAX, interval: hour }).unwrap();
+        // Past its first round of `enforce`, the writer waits for batches.
+        writer.write(batch()).await.unwrap();
+        let stalled = store.stall();
+        // Busy until the writer takes the first batch (and stalls on the
+        // store); then the queue of one takes another, and then refuses.
+        let mut acks = vec![writer.submit(batch()).unwrap()];
+        let mut refused_when_full = false;
+        for _ in 0..10_000 {
+            match writer.submit(batch()) {
+                Ok(ack) => acks.push(ack),
+                Err(Refused::Busy) if acks.len() > 1 => {
+                    refused_when_full = true;
+                    break;
+                }
+                Err(Refused::Busy) => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused_when_full && acks.len() <= 3, "{} batches queued behind a stalled store", acks.len());
+        for ack in &mut acks {
+            assert!(ack.0.try_recv().is_err(), "acknowledged before the commit");
+        }
+        drop(stalled);
+        let queued = acks.len() as i64 + 1;
+        for ack in acks {
+            ack.durable().await.unwrap();
+        }
+        let logs: i64 = store.read(|c| c.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))).unwrap();
+        assert_eq!(logs, queued);
     }
 }

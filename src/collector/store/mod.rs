@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS spans (
     route TEXT,
     peer_service TEXT,
     stitched INTEGER NOT NULL,
-    search TEXT NOT NULL,
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id);
@@ -61,13 +60,26 @@ CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
 pub struct Store {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
+    /// The write-ahead log, for its size (`restart_wal`); none in memory.
+    wal: Option<PathBuf>,
 }
+
+/// Past this the writer has the WAL restarted from its beginning.
+const WAL_RESTART_BYTES: u64 = 64 << 20;
 
 enum Readers {
     /// Read-only connections to the file, reused; opened as needed.
     File { path: PathBuf, idle: Mutex<Vec<Connection>> },
     /// The in-memory database has only the writer's connection.
     Shared,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the checkpoint thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What `enforce` removed.
@@ -79,7 +91,8 @@ pub struct Removed {
 
 impl Store {
     /// Opens (creating) `dir/spans.db`, or an in-memory store for `None`.
-    pub fn open(dir: Option<&Path>) -> rusqlite::Result<Store> {
+    pub fn open(dir: Option<&Path>) -> Result<Store, OpenError> {
+        let wal = dir.map(|d| d.join("spans.db-wal"));
         let (conn, readers) = match dir {
             Some(dir) => {
                 let path = dir.join("spans.db");
@@ -95,13 +108,20 @@ impl Store {
                 // The WAL is truncated back to this after checkpoints, so it
                 // does not stay as large as the largest burst.
                 conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
+                // A commit of many requests touches many pages: keep them in
+                // memory until the commit instead of spilling them early.
+                conn.pragma_update(None, "cache_size", -(64i64 << 10))?;
+                // Checkpoints run on their own thread (`checkpoints`), not
+                // inside the commit that crosses SQLite's threshold.
+                conn.pragma_update(None, "wal_autocheckpoint", 0i64)?;
+                checkpoints(&path)?;
                 (conn, Readers::File { path, idle: Mutex::new(Vec::new()) })
             }
             None => (Connection::open_in_memory()?, Readers::Shared),
         };
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { writer: Arc::new(Mutex::new(conn)), readers: Arc::new(readers) })
+        Ok(Store { writer: Arc::new(Mutex::new(conn)), readers: Arc::new(readers), wal })
     }
 
     /// Writes every batch in one transaction; durable when this returns Ok.
@@ -111,8 +131,8 @@ impl Store {
         {
             let mut span = tx.prepare_cached(
                 "INSERT INTO spans (trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns,
-                 status, http_status, route, peer_service, stitched, search, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 status, http_status, route, peer_service, stitched, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             let mut log =
                 tx.prepare_cached("INSERT INTO logs (time_ns, trace_id, service, doc) VALUES (?1, ?2, ?3, ?4)")?;
@@ -132,7 +152,6 @@ impl Store {
                         s.route,
                         s.peer_service,
                         s.stitched,
-                        s.search,
                         s.doc
                     ])?;
                 }
@@ -141,7 +160,25 @@ impl Store {
                 }
             }
         }
-        tx.commit()
+        tx.commit()?;
+        // The batch is durable: a failed checkpoint must not fail it.
+        if let Err(e) = self.restart_wal(&conn) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying after the next commit");
+        }
+        Ok(())
+    }
+
+    /// Under a steady stream of commits the background checkpoint never
+    /// catches up with the last frame, and SQLite reuses the WAL from its
+    /// start only after one that did: the WAL would grow without end. Past
+    /// `WAL_RESTART_BYTES` the writer itself finishes the checkpoint (most
+    /// frames are copied already) and truncates the log.
+    fn restart_wal(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_RESTART_BYTES) {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(())
     }
 
     /// Removes what is older than `oldest_ns`, then the oldest spans and
@@ -152,19 +189,30 @@ impl Store {
             spans: conn.execute("DELETE FROM spans WHERE start_ns < ?1", [oldest_ns])?,
             logs: conn.execute("DELETE FROM logs WHERE time_ns < ?1", [oldest_ns])?,
         };
-        while used_bytes(&conn)? > max_bytes {
-            // A twentieth of what is left per round: few rounds, and not
-            // much more removed than the cap asks for.
-            let count: i64 =
-                conn.query_row("SELECT (SELECT COUNT(*) FROM spans) + (SELECT COUNT(*) FROM logs)", [], |r| r.get(0))?;
+        loop {
+            let used = used_bytes(&conn)?;
+            if used <= max_bytes {
+                break;
+            }
+            // Spans lead: logs go with the spans of their time. Without
+            // spans, the logs alone.
+            let spans: i64 = conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get(0))?;
+            let (table, column, count) = if spans > 0 {
+                ("spans", "start_ns", spans)
+            } else {
+                let logs: i64 = conn.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))?;
+                ("logs", "time_ns", logs)
+            };
             if count == 0 {
                 break;
             }
-            let step = (count / 20).max(1);
+            // The share of rows as large as the excess, and a little more, so
+            // a round or two reach the cap.
+            let share = ((used - max_bytes) as f64 / used as f64 + 0.02).min(1.0);
+            let step = ((count as f64 * share) as i64).max(1);
             let cutoff: i64 = conn.query_row(
-                "SELECT t FROM (SELECT start_ns AS t FROM spans UNION ALL SELECT time_ns FROM logs)
-                 ORDER BY t LIMIT 1 OFFSET ?1",
-                [step - 1],
+                &format!("SELECT {column} FROM {table} ORDER BY {column} LIMIT 1 OFFSET ?1"),
+                [step.min(count) - 1],
                 |r| r.get(0),
             )?;
             removed.spans += conn.execute("DELETE FROM spans WHERE start_ns <= ?1", [cutoff])?;
@@ -201,6 +249,37 @@ impl Store {
             }
         }
     }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Holds the writer's connection, so the writer thread stalls at its
+    /// next write (the queue's back-pressure test).
+    pub fn stall(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap()
+    }
+}
+
+/// How often the WAL is copied back into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Copies the WAL back into the database from a connection and a thread of
+/// their own: on two cores the writer keeps inserting while the pages it
+/// committed are written the second time. PASSIVE never waits for the
+/// writer or the readers; what it cannot copy now it copies next time.
+fn checkpoints(path: &Path) -> Result<(), OpenError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let spawned = std::thread::Builder::new().name("collector-checkpoint".into()).spawn(move || {
+        loop {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
+        }
+    });
+    // Without the thread the WAL would only grow: refuse to start.
+    spawned.map(|_| ()).map_err(OpenError::Thread)
 }
 
 /// Pages in use, not the file's length: removed rows free pages at once,

@@ -2,7 +2,7 @@
 //! docs/api/openapi.yaml): plain functions of a connection, so the same
 //! code reads the file store and the in-memory one.
 
-use super::super::rows::{KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, SEP, STATUS_ERROR, search_entry};
+use super::super::rows::{KIND_CLIENT, KIND_CONSUMER, KIND_PRODUCER, KIND_SERVER, STATUS_ERROR, attr_needles};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
@@ -107,7 +107,9 @@ pub fn window_logs(
 }
 
 pub fn search(conn: &Connection, q: &Search) -> rusqlite::Result<Vec<TraceSummary>> {
-    let mut sql = String::from("SELECT trace_id, MAX(start_ns) AS t FROM spans WHERE start_ns BETWEEN ? AND ?");
+    // Matching spans newest first, straight off the start_ns index (or
+    // service's): the scan stops as soon as `limit` traces qualify.
+    let mut sql = String::from("SELECT trace_id FROM spans WHERE start_ns BETWEEN ? AND ?");
     let mut args = vec![Sql::Integer(q.window.start), Sql::Integer(q.window.end.saturating_add(TRACE_SPREAD_NS))];
     if let Some(service) = &q.service {
         sql.push_str(" AND service = ?");
@@ -127,16 +129,22 @@ pub fn search(conn: &Connection, q: &Search) -> rusqlite::Result<Vec<TraceSummar
         }
     }
     for (key, value) in &q.attrs {
-        sql.push_str(" AND instr(search, ?) > 0");
-        args.push(Sql::Text(format!("{SEP}{}{SEP}", search_entry(key, value))));
+        let needles = attr_needles(key, value);
+        let any: Vec<&str> = needles.iter().map(|_| "instr(doc, ?) > 0").collect();
+        sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+        args.extend(needles.into_iter().map(Sql::Text));
     }
-    sql.push_str(" GROUP BY trace_id ORDER BY t DESC");
+    sql.push_str(" ORDER BY start_ns DESC");
     let mut candidates = conn.prepare(&sql)?;
     let mut rows = candidates.query(params_from_iter(args))?;
     let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while found.len() < q.limit {
         let Some(row) = rows.next()? else { break };
         let trace_id: String = row.get(0)?;
+        if !seen.insert(trace_id.clone()) {
+            continue;
+        }
         let Some(summary) = summary(conn, &trace_id)? else { continue };
         let in_window = (q.window.start..=q.window.end).contains(&summary.start_unix_nano);
         if in_window && q.min_duration_ns.is_none_or(|min| summary.duration_ns >= min) {
