@@ -109,13 +109,15 @@ async fn the_size_cap_removes_the_oldest_first() {
     for id in 0..traces {
         collector.send(&request(&trace(id, base + id * 1_000_000_000, 10))).await;
     }
+    // Settled: the same count across a few rounds of enforcement.
+    let count = async || collector.json("/api/services").await["services"][0]["spans"].as_u64().unwrap_or(0);
     let kept = support::wait::until(Duration::from_secs(20), async || {
-        let services = collector.json("/api/services").await;
-        let spans = services["services"][0]["spans"].as_u64().unwrap_or(0);
-        (spans < traces * 10).then_some(spans)
+        let before = count().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (before < traces * 10 && count().await == before).then_some(before)
     })
     .await
-    .expect("the size cap removed nothing");
+    .expect("the size cap removed nothing, or never settled");
     assert!(kept > 0, "everything was removed");
     // The newest trace is whole, the oldest gone.
     collector.wait_for_trace(&hex(&trace_id(traces - 1)), 10).await;

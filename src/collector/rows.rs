@@ -10,7 +10,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Span kinds as OTLP numbers them.
 pub const KIND_SERVER: i64 = 2;
@@ -93,9 +94,8 @@ pub fn spans(req: &ExportTraceServiceRequest) -> (Vec<SpanRow>, Rejected) {
     for rs in &req.resource_spans {
         let resource = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
         let service = service_name(resource);
-        let resource_json = attributes(resource);
         for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-            match span_row(span, &service, &resource_json) {
+            match span_row(span, &service, resource) {
                 Ok(row) => rows.push(row),
                 Err(reason) => rejected.add(reason),
             }
@@ -155,7 +155,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn span_row(span: &Span, service: &str, resource: &Value) -> Result<SpanRow, String> {
+fn span_row(span: &Span, service: &str, resource: &[KeyValue]) -> Result<SpanRow, String> {
     let trace = trace_id(&span.trace_id)?;
     let id = span_id(&span.span_id, "span_id")?;
     let parent = match span.parent_span_id.as_slice() {
@@ -165,45 +165,49 @@ fn span_row(span: &Span, service: &str, resource: &Value) -> Result<SpanRow, Str
     // Nanoseconds past 2262 do not fit SQLite's integers; no clock sends them.
     let start = i64::try_from(span.start_time_unix_nano).map_err(|_| "start_time_unix_nano out of range")?;
     let end = i64::try_from(span.end_time_unix_nano).map_err(|_| "end_time_unix_nano out of range")?.max(start);
-    let attrs = attributes(&span.attributes);
+    let attrs = span.attributes.as_slice();
     let status = span.status.as_ref();
-    let http_status = attrs
-        .get("http.response.status_code")
-        .or_else(|| attrs.get("http.status_code"))
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-    let text = |key: &str| attrs.get(key).and_then(Value::as_str).map(str::to_string);
-    let doc = json!({
-        "trace_id": trace,
-        "span_id": id,
-        "parent_span_id": parent,
-        "name": span.name,
-        "kind": kind_name(span.kind),
-        "service": service,
-        "start_unix_nano": start.to_string(),
-        "end_unix_nano": end.to_string(),
-        "duration_ns": end - start,
-        "status": {
-            "code": status_name(status.map(|s| s.code).unwrap_or_default()),
-            "message": status.map(|s| s.message.as_str()).unwrap_or_default(),
-        },
-        "attributes": attrs,
-        "resource": resource,
-        "links": span.links.iter().map(|l| json!({
-            "trace_id": hex(&l.trace_id),
-            "span_id": hex(&l.span_id),
-            "attributes": attributes(&l.attributes),
-        })).collect::<Vec<_>>(),
-        "events": span.events.iter().map(|e| json!({
-            "time_unix_nano": e.time_unix_nano.to_string(),
-            "name": e.name,
-            "attributes": attributes(&e.attributes),
-        })).collect::<Vec<_>>(),
+    let http_status = ["http.response.status_code", "http.status_code"].iter().find_map(|k| match find(attrs, k)? {
+        any_value::Value::IntValue(i) => Some(*i),
+        any_value::Value::StringValue(s) => s.parse().ok(),
+        _ => None,
     });
+    let text = |key: &str| match find(attrs, key)? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    };
+    let doc = SpanDoc {
+        trace_id: &trace,
+        span_id: &id,
+        parent_span_id: parent.as_deref(),
+        name: &span.name,
+        kind: kind_name(span.kind),
+        service,
+        start_unix_nano: start,
+        end_unix_nano: end,
+        duration_ns: end - start,
+        status: StatusDoc {
+            code: status_name(status.map(|s| s.code).unwrap_or_default()),
+            message: status.map(|s| s.message.as_str()).unwrap_or_default(),
+        },
+        attributes: Attrs(attrs),
+        resource: Attrs(resource),
+        links: span
+            .links
+            .iter()
+            .map(|l| LinkDoc { trace_id: hex(&l.trace_id), span_id: hex(&l.span_id), attributes: Attrs(&l.attributes) })
+            .collect(),
+        events: span
+            .events
+            .iter()
+            .map(|e| EventDoc { time_unix_nano: e.time_unix_nano, name: &e.name, attributes: Attrs(&e.attributes) })
+            .collect(),
+    };
     Ok(SpanRow {
         route: text("http.route"),
         peer_service: text("peer.service"),
-        stitched: attrs.get("sidetrace.stitched").and_then(Value::as_bool).unwrap_or(false),
-        doc: doc.to_string(),
+        stitched: matches!(find(attrs, "sidetrace.stitched"), Some(any_value::Value::BoolValue(true))),
+        doc: serde_json::to_string(&doc).map_err(|e| format!("span {id}: {e}"))?,
         trace_id: trace,
         span_id: id,
         parent_span_id: parent,
@@ -215,6 +219,98 @@ fn span_row(span: &Span, service: &str, resource: &Value) -> Result<SpanRow, Str
         status: i64::from(status.map(|s| s.code).unwrap_or_default()),
         http_status,
     })
+}
+
+/// An attribute's value; the last of a repeated key, as in the document.
+fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs.iter().rev().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()
+}
+
+/// A span as the API serves it, written straight from the OTLP message
+/// (no intermediate JSON tree: this runs for every span received).
+#[derive(Serialize)]
+struct SpanDoc<'a> {
+    trace_id: &'a str,
+    span_id: &'a str,
+    parent_span_id: Option<&'a str>,
+    name: &'a str,
+    kind: &'static str,
+    service: &'a str,
+    #[serde(serialize_with = "as_text")]
+    start_unix_nano: i64,
+    #[serde(serialize_with = "as_text")]
+    end_unix_nano: i64,
+    duration_ns: i64,
+    status: StatusDoc<'a>,
+    attributes: Attrs<'a>,
+    resource: Attrs<'a>,
+    links: Vec<LinkDoc<'a>>,
+    events: Vec<EventDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct LinkDoc<'a> {
+    trace_id: String,
+    span_id: String,
+    attributes: Attrs<'a>,
+}
+
+#[derive(Serialize)]
+struct EventDoc<'a> {
+    #[serde(serialize_with = "as_text")]
+    time_unix_nano: u64,
+    name: &'a str,
+    attributes: Attrs<'a>,
+}
+
+/// Unix nanoseconds as a JSON string: a u64 does not fit a JS number.
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// Attributes as a JSON object (a repeated key is written twice; JSON
+/// readers keep the last, as `find` does).
+struct Attrs<'a>(&'a [KeyValue]);
+
+impl Serialize for Attrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for kv in self.0 {
+            map.serialize_entry(&kv.key, &Any(kv.value.as_ref()))?;
+        }
+        map.end()
+    }
+}
+
+struct Any<'a>(Option<&'a AnyValue>);
+
+impl Serialize for Any<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        match self.0.and_then(|v| v.value.as_ref()) {
+            // `StringValueStrindex` points into a profiles string table,
+            // which traces and logs do not have.
+            None | Some(any_value::Value::StringValueStrindex(_)) => s.serialize_unit(),
+            Some(any_value::Value::StringValue(v)) => s.serialize_str(v),
+            Some(any_value::Value::BoolValue(b)) => s.serialize_bool(*b),
+            Some(any_value::Value::IntValue(i)) => s.serialize_i64(*i),
+            Some(any_value::Value::DoubleValue(d)) if d.is_finite() => s.serialize_f64(*d),
+            Some(any_value::Value::DoubleValue(_)) => s.serialize_unit(),
+            Some(any_value::Value::ArrayValue(a)) => s.collect_seq(a.values.iter().map(|v| Any(Some(v)))),
+            Some(any_value::Value::KvlistValue(kv)) => Attrs(&kv.values).serialize(s),
+            // OTLP/JSON writes bytes as base64; so does the API.
+            Some(any_value::Value::BytesValue(b)) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+        }
+    }
 }
 
 fn log_row(record: &LogRecord, service: &str) -> Result<LogRow, String> {
@@ -230,25 +326,39 @@ fn log_row(record: &LogRecord, service: &str) -> Result<LogRow, String> {
     let time = if record.time_unix_nano != 0 { record.time_unix_nano } else { record.observed_time_unix_nano };
     let time = i64::try_from(time).map_err(|_| "time_unix_nano out of range")?;
     let severity = if record.severity_text.is_empty() {
-        severity_name(record.severity_number).to_string()
+        severity_name(record.severity_number)
     } else {
-        record.severity_text.clone()
+        record.severity_text.as_str()
     };
+    // The API's body is text: a string as it is, anything else as JSON.
     let body = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(_) => record.body.as_ref().map(any_json).unwrap_or_default().to_string(),
+        Some(_) => serde_json::to_string(&Any(record.body.as_ref())).map_err(|e| e.to_string())?,
         None => String::new(),
     };
-    let doc = json!({
-        "time_unix_nano": time.to_string(),
-        "trace_id": trace,
-        "span_id": span,
-        "service": service,
-        "severity": severity,
-        "body": body,
-        "attributes": attributes(&record.attributes),
-    });
-    Ok(LogRow { time, trace_id: trace, service: service.to_string(), doc: doc.to_string() })
+    let doc = LogDoc {
+        time_unix_nano: time,
+        trace_id: trace.as_deref(),
+        span_id: span.as_deref(),
+        service,
+        severity,
+        body: &body,
+        attributes: Attrs(&record.attributes),
+    };
+    let doc = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok(LogRow { time, trace_id: trace, service: service.to_string(), doc })
+}
+
+#[derive(Serialize)]
+struct LogDoc<'a> {
+    #[serde(serialize_with = "as_text")]
+    time_unix_nano: i64,
+    trace_id: Option<&'a str>,
+    span_id: Option<&'a str>,
+    service: &'a str,
+    severity: &'a str,
+    body: &'a str,
+    attributes: Attrs<'a>,
 }
 
 /// OTLP's SeverityNumber ranges, by their short names.
@@ -280,32 +390,6 @@ fn status_name(code: i32) -> &'static str {
         1 => "OK",
         2 => "ERROR",
         _ => "UNSET",
-    }
-}
-
-/// Attributes as a JSON object; a repeated key keeps its last value.
-pub fn attributes(list: &[KeyValue]) -> Value {
-    let mut map = Map::with_capacity(list.len());
-    for kv in list {
-        map.insert(kv.key.clone(), kv.value.as_ref().map(any_json).unwrap_or(Value::Null));
-    }
-    Value::Object(map)
-}
-
-fn any_json(v: &AnyValue) -> Value {
-    use base64::Engine;
-    match &v.value {
-        // `StringValueStrindex` points into a profiles string table, which
-        // traces and logs do not have.
-        None | Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => Value::from(*i),
-        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_json).collect()),
-        Some(any_value::Value::KvlistValue(kv)) => attributes(&kv.values),
-        // OTLP/JSON writes bytes as base64; so does the API.
-        Some(any_value::Value::BytesValue(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
     }
 }
 
