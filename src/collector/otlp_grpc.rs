@@ -76,3 +76,71 @@ impl LogsService for Grpc {
         Ok(Response::new(ExportLogsServiceResponse { partial_success: logs_partial(rejected) }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::rows::LogRow;
+    use crate::collector::store::Store;
+    use crate::collector::writer::{Bounds, Writer};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    use tonic_types::StatusExt;
+    use tower::ServiceExt;
+
+    fn log() -> Batch {
+        let row = LogRow { time: 1, trace_id: None, service: "s".into(), doc: "{}".into() };
+        Batch { spans: Vec::new(), logs: vec![row] }
+    }
+
+    fn request() -> ExportTraceServiceRequest {
+        let span = Span { trace_id: vec![1; 16], span_id: vec![2; 8], ..Default::default() };
+        let scope = ScopeSpans { spans: vec![span], ..Default::default() };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans { scope_spans: vec![scope], ..Default::default() }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_write_queue_is_429_with_retry_after_and_resource_exhausted_with_retry_info() {
+        let store = Store::open(None).unwrap();
+        let hour = Duration::from_secs(3600);
+        let writer =
+            Writer::start(store.clone(), 1, Bounds { retention: hour, max_bytes: u64::MAX, interval: hour }).unwrap();
+        writer.write(log()).await.unwrap();
+        let stalled = store.stall();
+        // The writer holds one batch (stalled on the store), the queue the
+        // next: from then on the queue stays full.
+        let mut acks = Vec::new();
+        for _ in 0..10_000 {
+            match writer.submit(log()) {
+                Ok(ack) => acks.push(ack),
+                Err(Refused::Busy) if acks.len() > 1 => break,
+                Err(Refused::Busy) => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let receiver = Arc::new(Receiver { writer, forward: None });
+
+        let http = crate::collector::otlp_http::router(receiver.clone());
+        let post = http::Request::post("/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .body(axum::body::Body::from(request().encode_to_vec()))
+            .unwrap();
+        let answer = http.oneshot(post).await.unwrap();
+        assert_eq!(answer.status(), 429);
+        assert_eq!(answer.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+        let status = tonic_types::Status::decode(body).unwrap();
+        assert_eq!(status.code, Code::ResourceExhausted as i32);
+
+        let refused = TraceService::export(&Grpc(receiver), Request::new(request())).await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(refused.get_details_retry_info().and_then(|r| r.retry_delay), Some(Duration::from_secs(1)));
+
+        drop(stalled);
+        for ack in acks {
+            ack.durable().await.unwrap();
+        }
+    }
+}

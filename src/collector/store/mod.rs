@@ -253,10 +253,20 @@ impl Store {
 
 #[cfg(test)]
 impl Store {
-    /// Holds the writer's connection, so the writer thread stalls at its
-    /// next write (the queue's back-pressure test).
-    pub fn stall(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap()
+    /// Holds the writer's connection from another thread until the returned
+    /// sender is dropped, so the writer thread stalls at its next write (the
+    /// back-pressure tests).
+    pub fn stall(&self) -> std::sync::mpsc::Sender<()> {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, is_held) = std::sync::mpsc::channel();
+        let writer = self.writer.clone();
+        std::thread::spawn(move || {
+            let _guard = writer.lock().unwrap();
+            held.send(()).unwrap();
+            let _ = released.recv();
+        });
+        is_held.recv().unwrap();
+        release
     }
 }
 
