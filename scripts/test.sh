@@ -69,6 +69,8 @@ export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
 source scripts/setup/observe.sh
 source scripts/setup/k8s.sh
 source scripts/setup/k8s-net.sh
+# tests/collector_*.rs: the OpenTelemetry Python SDK exporters, the OpenAPI checkers.
+source scripts/setup/collector.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --check

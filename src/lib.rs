@@ -26,11 +26,15 @@
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum;
-//! `ui` is the web UI's embedded files, which the admin server mounts.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook, collector)
+//! with axum; `ui` is the web UI's embedded files, which the admin server
+//! and the collector mount. `collector` is the `sidetrace collector`
+//! command: OTLP receivers, the embedded store and the query API; only
+//! `main.rs` uses it.
 
 pub mod access_log;
 pub mod admin;
+pub mod collector;
 pub mod config;
 pub mod demo;
 pub mod dial;

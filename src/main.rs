@@ -1,6 +1,6 @@
 //! The `sidetrace` commands: `run` (parse, configure, run until SIGTERM,
-//! SIGINT or `POST /shutdown`), the Kubernetes commands `inject`,
-//! `webhook`, `wait-ready` and `init-net`, and `demo`.
+//! SIGINT or `POST /shutdown`), `collector` (src/collector), the Kubernetes
+//! commands `inject`, `webhook`, `wait-ready` and `init-net`, and `demo`.
 //!
 //! Exit codes: 0 after a clean stop, 2 for bad input (a flag, a variable,
 //! a file named by one), 1 when the system refuses (a port in use, a
@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the sidecar proxy.
     Run(Box<RunArgs>),
+    /// Receive OTLP traces and logs, store them durably, and serve the query API and UI.
+    Collector(Box<sidetrace::collector::CollectorArgs>),
     /// Inject the sidecar into Kubernetes manifests (YAML or JSON) and print them as YAML.
     Inject(Box<sidetrace::k8s::cli::InjectCommand>),
     /// Serve the mutating admission webhook that injects the sidecar into new pods.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Collector(args) => sidetrace::collector::run(&args),
         Command::Inject(cmd) => sidetrace::k8s::cli::run(&cmd),
         Command::Webhook(args) => sidetrace::k8s::webhook::run(&args),
         Command::WaitReady(args) => sidetrace::k8s::wait_ready::run(&args),

@@ -42,6 +42,9 @@ const RANKS: &[(&str, u32)] = &[
     // Wiring and front doors.
     ("workers", 8),
     ("admin", 8),
+    // `sidetrace collector`: receivers, store, query API; it forwards through
+    // `export` and serves through `web`. Only `main.rs` uses it.
+    ("collector", 8),
     // The crate root (`Sidecar`) wires everything.
     ("crate", 9),
     // The demo runs sidecars.

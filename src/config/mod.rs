@@ -23,3 +23,4 @@ pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
 pub use parse::ApiListen;
 pub use resource::{Resource, service_from_pod_name};
 pub use run::Config;
+pub use tls::{TlsFiles, client_config};

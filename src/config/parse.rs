@@ -97,7 +97,8 @@ pub fn ratio(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Bytes, with an optional KiB/MiB/GiB (or K/M/G) suffix.
+/// Bytes, with an optional binary suffix (KiB/MiB/GiB, or K/M/G) or a
+/// decimal one (kB/KB, MB, GB: powers of 1000, as disk vendors count).
 pub fn byte_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -108,7 +109,10 @@ pub fn byte_size(s: &str) -> Result<u64, String> {
         "K" | "KiB" | "k" => 1 << 10,
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB or GiB)")),
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("unknown size unit in {s:?} (use KiB, MiB, GiB, kB, MB or GB)")),
     };
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
@@ -126,6 +130,8 @@ mod tests {
     fn sizes() {
         assert_eq!(byte_size("256MiB"), Ok(256 << 20));
         assert_eq!(byte_size("1024"), Ok(1024));
+        assert_eq!(byte_size("1GiB"), Ok(1 << 30));
+        assert_eq!(byte_size("500MB"), Ok(500_000_000));
         assert!(byte_size("12 parsecs").is_err());
     }
 

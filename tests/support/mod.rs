@@ -6,6 +6,8 @@
 //!   `/metrics`; `sidetrace(args)` for commands that must end;
 //! - `apps`: fake apps named by behaviour (`echo`, `slow`, `sleeper`, `reset`,
 //!   `refusing`, `stalled`, `one_connection`, …);
+//! - `collector`: `sidetrace collector` itself as a process
+//!   (`SidetraceCollector`), and OTLP requests built from test spans;
 //! - `collectors`: fake span collectors (`Collector`, the decoding Python
 //!   peer; `ok`; `stalled`);
 //! - `client`: the one HTTP client (hyper, HTTP/1.1 and h2c, TLS);
@@ -23,6 +25,7 @@
 pub mod apps;
 pub mod browser;
 pub mod client;
+pub mod collector;
 pub mod collectors;
 pub mod metrics;
 pub mod netns;

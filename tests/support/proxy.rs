@@ -383,7 +383,7 @@ fn listener(line: &str, key: &str) -> Option<SocketAddr> {
     Some(addr.parse().unwrap_or_else(|e| panic!("{key}={value} in {line:?}: {e}")))
 }
 
-fn strip_ansi(line: &str) -> String {
+pub fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {

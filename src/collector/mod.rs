@@ -1,0 +1,148 @@
+//! `sidetrace collector`: receives OTLP traces and logs from sidecars and
+//! SDKs, stores them durably, serves the query API and the UI (src/ui) on
+//! `--ui`, and optionally forwards everything on.
+//!
+//! ```text
+//! OTLP/HTTP (otlp_http) ─┐                                  ┌─► store (SQLite: spans, logs)
+//!                        ├─► rows (check, index, render) ─► writer (one thread, batched commits)
+//! OTLP/gRPC (otlp_grpc) ─┘        │ after the commit: forward ─► export::exporter ─► OTLP/HTTP
+//!                                 ▼
+//!           query API (api) ◄─ store::query (own read connections)
+//! ```
+//!
+//! A sender's request is answered only after its batch is committed and
+//! synced (`writer`); a full queue is refused with 429 / RESOURCE_EXHAUSTED.
+//! Nothing outside `main.rs` imports this module.
+
+mod api;
+mod args;
+mod forward;
+mod otlp_grpc;
+mod otlp_http;
+pub mod rows;
+pub mod store;
+mod writer;
+
+pub use args::{CollectorArgs, Storage};
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Start-up failures, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the store in {dir}: {reason}")]
+    Store { dir: String, reason: String },
+    #[error("cannot start: {0}")]
+    Start(std::io::Error),
+}
+
+impl CollectorError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CollectorError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub fn run(args: &CollectorArgs) -> ExitCode {
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sidetrace collector: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn open_store(storage: &Storage) -> Result<store::Store, CollectorError> {
+    let dir = match storage {
+        Storage::Memory => None,
+        Storage::Dir(d) => Some(d.as_path()),
+    };
+    let failed = |reason: String| CollectorError::Store {
+        dir: dir.map(|d| d.display().to_string()).unwrap_or_else(|| "memory".into()),
+        reason,
+    };
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d).map_err(|e| failed(e.to_string()))?;
+    }
+    store::Store::open(dir).map_err(|e| failed(e.to_string()))
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, CollectorError> {
+    TcpListener::bind(addr).await.map_err(|source| CollectorError::Bind { what, addr, source })
+}
+
+fn start(args: &CollectorArgs) -> Result<(), CollectorError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_default())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let storage = args.storage();
+    let store = open_store(&storage)?;
+    let bounds =
+        writer::Bounds { retention: args.retention, max_bytes: args.max_bytes, interval: args.enforce_interval };
+    let writer = writer::Writer::start(store.clone(), args.write_queue, bounds).map_err(CollectorError::Start)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CollectorError::Start)?;
+    runtime.block_on(async {
+        let forward = match &args.forward {
+            None => None,
+            Some(url) => {
+                let spool = match &storage {
+                    Storage::Dir(d) => Some(d.as_path()),
+                    Storage::Memory => None,
+                };
+                Some(Arc::new(forward::Forwarder::start(url, spool).map_err(CollectorError::Config)?))
+            }
+        };
+        let http = bind("--otlp-http", args.otlp_http).await?;
+        let grpc = bind("--otlp-grpc", args.otlp_grpc).await?;
+        let ui = bind("--ui", args.ui).await?;
+        let addr = |l: &TcpListener| l.local_addr().map_err(CollectorError::Start);
+        let (http_addr, grpc_addr, ui_addr) = (addr(&http)?, addr(&grpc)?, addr(&ui)?);
+        let receiver = Arc::new(otlp_http::Receiver { writer, forward });
+        let api = Arc::new(api::Api { store, log_link_template: args.log_link_template.clone() });
+        let servers = [
+            tokio::spawn(crate::web::serve(http, otlp_http::router(receiver.clone()), None)),
+            tokio::spawn(crate::web::serve(grpc, otlp_grpc::router(receiver), None)),
+            tokio::spawn(crate::web::serve(ui, api::router(api), None)),
+        ];
+        // Tests and scripts read the bound addresses from this line.
+        tracing::info!(
+            otlp_http = %http_addr,
+            otlp_grpc = %grpc_addr,
+            ui = %ui_addr,
+            storage = %args.storage,
+            "sidetrace collector started"
+        );
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        // Every acknowledged batch is committed already; what is in flight
+        // was not acknowledged, and its sender will retry it.
+        for s in servers {
+            s.abort();
+        }
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
