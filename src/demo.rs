@@ -8,14 +8,17 @@
 //!
 //! The consumer copies nothing from the request it serves to the call it
 //! makes; its sidecar sees both and joins them (`--stitch`), so each call
-//! is one trace of four spans across three services. The services are
-//! plain hyper programs in examples/apps/, compiled in here so that the
-//! demo needs nothing but the binary.
+//! is one trace of four spans across three services. Every sidecar exports
+//! its spans and its access log (as OTLP log records) to a `sidetrace
+//! collector` running in the same process, whose UI shows them all. The
+//! services are plain hyper programs in examples/apps/, compiled in here so
+//! that the demo needs nothing but the binary.
 
 #[path = "../examples/apps/mod.rs"]
 mod apps;
 
 use crate::Sidecar;
+use crate::collector;
 use crate::config::Config;
 use crate::trace::{SpanId, SpanRecord, Stitching, TraceId};
 use crate::vocab::Direction;
@@ -35,6 +38,32 @@ pub struct DemoArgs {
     /// The producer's pace: at most one call every N milliseconds, one call at a time.
     #[arg(long, default_value = "5", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub interval_ms: u64,
+
+    /// Where the collector's UI listens (a free port if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:16686", value_name = "ADDR")]
+    pub ui: SocketAddr,
+}
+
+/// The in-process collector: memory storage, loopback only.
+async fn collector(ui: SocketAddr) -> Result<collector::Running, collector::CollectorError> {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        args: collector::CollectorArgs,
+    }
+    let args = |ui: SocketAddr| {
+        let ui = ui.to_string();
+        let argv = ["collector", "--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0", "--ui", &ui];
+        <Flags as clap::Parser>::try_parse_from(argv.into_iter().chain(["--storage", "memory"]))
+            .map(|f| f.args)
+            .map_err(|e| collector::CollectorError::Config(e.to_string()))
+    };
+    match collector::serve(&args(ui)?).await {
+        Err(collector::CollectorError::Bind { what: "--ui", .. }) => {
+            collector::serve(&args(SocketAddr::new(ui.ip(), 0))?).await
+        }
+        other => other,
+    }
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -70,7 +99,13 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let interval = Duration::from_millis(args.interval_ms);
     // The ring must hold the whole run, or the summary would miss its start.
     let expected = args.duration.map_or(100_000, |d| (d.as_millis() / interval.as_millis().max(1)) as usize);
-    let config = |app, name| Config { trace_buffer: (2 * expected + 1000).max(10_000), ..Config::local(app, name) };
+    let collector = collector(args.ui).await?;
+    let endpoint = format!("http://{}", collector.otlp_http);
+    let export = ["--otlp-endpoint", endpoint.as_str(), "--logs-exporter", "otlp", "--export-delay", "200ms"];
+    let config = |app, name| Config {
+        trace_buffer: (2 * expected + 1000).max(10_000),
+        ..Config::local_with(app, name, &export)
+    };
 
     let (store_listener, store_app) = listen().await?;
     let store_task = tokio::spawn(apps::store::run(store_listener));
@@ -94,11 +129,12 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     println!("  producer            calls through its sidecar's outbound side {proxy}");
     println!("  consumer            {consumer_app}, behind its sidecar's inbound side {target}");
     println!("  store               {store_app}, behind its sidecar's inbound side {}", to_store.store);
-    println!("\nthe UI and the trace API of each sidecar, while the demo runs:");
-    for (name, s) in [("producer", &producer), ("consumer", &consumer), ("store", &store)] {
-        let admin = s.admin.map_or("-".into(), |a| a.to_string());
-        println!("  {name:<9} http://{admin}/ui    http://{admin}/api/traces");
-    }
+    println!("  collector           OTLP {}, every sidecar's spans and access log", collector.otlp_http);
+    println!("\nthe UI, while the demo runs:  http://{}/ui", collector.ui);
+    println!("  (each sidecar's own:  {})", {
+        let each = [&producer, &consumer, &store].map(|s| s.admin.map_or("-".into(), |a| format!("http://{a}/ui")));
+        each.join("  ")
+    });
     let how_long = args.duration.map_or("until Ctrl-C".into(), |d| format!("for {}", humantime::format_duration(d)));
     println!(
         "\ncalling GET http://{target}/orders/<id> and /inventory/<sku> {how_long}, one call at a time, at most one every {} ms ...",
@@ -180,11 +216,43 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let (p, c, s) = tokio::join!(producer.shutdown(), consumer.shutdown(), store.shutdown());
     consumer_task.abort();
     store_task.abort();
+    // The sidecars flushed their last batches to the collector on shutdown.
+    match collected(collector.ui).await {
+        Ok((services, logs)) => println!("\ncollector: services {services}; {logs} access-log lines stored"),
+        Err(e) => println!("\ncollector: could not be asked ({e})"),
+    }
+    collector.stop();
     println!("\nshut down: {}", if p && c && s { "every sidecar drained" } else { "a drain timed out" });
     if whole.is_empty() {
         eprintln!("demo: no call made a whole producer → consumer → store trace");
     }
     Ok(!whole.is_empty())
+}
+
+/// What the collector holds: its services and how many log lines, asked
+/// through its own API as the UI asks it.
+async fn collected(ui: SocketAddr) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let get = |path: String| async move {
+        let stream = tokio::net::TcpStream::connect(ui).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(http::header::HOST, ui.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let body = http_body_util::BodyExt::collect(sender.send_request(req).await?.into_body()).await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error>>(serde_json::from_slice::<serde_json::Value>(&body)?)
+    };
+    let services = get("/api/services".into()).await?;
+    let names: Vec<&str> =
+        services["services"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+    let (mut logs, mut capped) = (0, false);
+    for name in &names {
+        // The API answers at most 1000 lines at a time.
+        let n = get(format!("/api/logs?service={name}&limit=1000")).await?["logs"].as_array().map_or(0, Vec::len);
+        logs += n;
+        capped |= n == 1000;
+    }
+    Ok((names.join(", "), format!("{logs}{}", if capped { " or more" } else { "" })))
 }
 
 /// Ctrl-C, or SIGTERM as a container runtime sends it.

@@ -30,7 +30,7 @@
 //! with axum; `ui` is the web UI's embedded files, which the admin server
 //! and the collector mount. `collector` is the `sidetrace collector`
 //! command: OTLP receivers, the embedded store and the query API; only
-//! `main.rs` uses it.
+//! `main.rs` and `demo` use it.
 
 pub mod access_log;
 pub mod admin;

@@ -12,7 +12,8 @@ use support::process::Process;
 
 /// `sidetrace demo ARGS`, in a clean environment.
 fn demo(args: &[&str]) -> Command {
-    let mut all = vec!["demo"];
+    // Tests run side by side: the UI on a port of its own.
+    let mut all = vec!["demo", "--ui", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut cmd = support::proxy::command(&all);
     cmd.stdin(Stdio::null());
@@ -39,6 +40,8 @@ fn bounded_by_duration_it_exits_0_with_whole_three_hop_traces() {
         assert!(text.contains(route), "{route} missing from the per-route tables:\n{text}");
     }
     assert!(text.contains("shut down: every sidecar drained"), "{text}");
+    let collector = text.lines().find(|l| l.starts_with("collector:")).unwrap_or_else(|| panic!("{text}"));
+    assert!(collector.contains("services consumer, producer, store"), "{collector}");
 }
 
 #[test]
@@ -48,7 +51,19 @@ fn without_duration_it_runs_until_ctrl_c_and_stops_cleanly() {
         p.stdout.lock().unwrap().iter().any(|l| l.starts_with("calling GET")).then_some(())
     });
     assert!(started.is_some(), "the demo did not start:\n{}", p.output());
+    // While it runs, the collector's UI and API answer at the address printed.
+    let lines = p.stdout_lines();
+    let ui = lines.iter().find_map(|l| l.strip_prefix("the UI, while the demo runs:")).expect("the UI's address");
+    let ui = ui.trim().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page = runtime.block_on(support::Client::http1().get(&ui).send());
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<html"), "{}", page.text());
     std::thread::sleep(Duration::from_secs(1));
+    let services = runtime.block_on(support::Client::http1().get(&ui.replace("/ui", "/api/services")).send());
+    for name in ["producer", "consumer", "store"] {
+        assert!(services.text().contains(name), "{name} not in the collector: {}", services.text());
+    }
     p.signal(libc::SIGINT);
     let status = p.wait_exit(Duration::from_secs(20));
     let text = p.stdout_lines().join("\n");

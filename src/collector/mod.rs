@@ -12,7 +12,7 @@
 //!
 //! A sender's request is answered only after its batch is committed and
 //! synced (`writer`); a full queue is refused with 429 / RESOURCE_EXHAUSTED.
-//! Nothing outside `main.rs` imports this module.
+//! Only `main.rs` and `demo` import this module.
 
 mod api;
 mod args;
@@ -87,40 +87,14 @@ fn start(args: &CollectorArgs) -> Result<(), CollectorError> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let storage = args.storage();
-    let store = open_store(&storage)?;
-    let bounds =
-        writer::Bounds { retention: args.retention, max_bytes: args.max_bytes, interval: args.enforce_interval };
-    let writer = writer::Writer::start(store.clone(), args.write_queue, bounds).map_err(CollectorError::Start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CollectorError::Start)?;
     runtime.block_on(async {
-        let forward = match &args.forward {
-            None => None,
-            Some(url) => {
-                let spool = match &storage {
-                    Storage::Dir(d) => Some(d.as_path()),
-                    Storage::Memory => None,
-                };
-                Some(Arc::new(forward::Forwarder::start(url, spool).map_err(CollectorError::Config)?))
-            }
-        };
-        let http = bind("--otlp-http", args.otlp_http).await?;
-        let grpc = bind("--otlp-grpc", args.otlp_grpc).await?;
-        let ui = bind("--ui", args.ui).await?;
-        let addr = |l: &TcpListener| l.local_addr().map_err(CollectorError::Start);
-        let (http_addr, grpc_addr, ui_addr) = (addr(&http)?, addr(&grpc)?, addr(&ui)?);
-        let receiver = Arc::new(otlp_http::Receiver { writer, forward });
-        let api = Arc::new(api::Api { store, log_link_template: args.log_link_template.clone() });
-        let servers = [
-            tokio::spawn(crate::web::serve(http, otlp_http::router(receiver.clone()), None)),
-            tokio::spawn(crate::web::serve(grpc, otlp_grpc::router(receiver), None)),
-            tokio::spawn(crate::web::serve(ui, api::router(api), None)),
-        ];
+        let running = serve(args).await?;
         // Tests and scripts read the bound addresses from this line.
         tracing::info!(
-            otlp_http = %http_addr,
-            otlp_grpc = %grpc_addr,
-            ui = %ui_addr,
+            otlp_http = %running.otlp_http,
+            otlp_grpc = %running.otlp_grpc,
+            ui = %running.ui,
             storage = %args.storage,
             "sidetrace collector started"
         );
@@ -128,11 +102,59 @@ fn start(args: &CollectorArgs) -> Result<(), CollectorError> {
         tracing::info!("stopping");
         // Every acknowledged batch is committed already; what is in flight
         // was not acknowledged, and its sender will retry it.
-        for s in servers {
-            s.abort();
-        }
+        running.stop();
         Ok(())
     })
+}
+
+/// A collector serving on the caller's runtime, with the addresses it
+/// bound (`sidetrace demo` runs one in-process).
+pub struct Running {
+    pub otlp_http: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub ui: SocketAddr,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        for s in self.servers {
+            s.abort();
+        }
+    }
+}
+
+/// Opens the store, starts the writer and serves the receivers, the API
+/// and the UI until `Running::stop`.
+pub async fn serve(args: &CollectorArgs) -> Result<Running, CollectorError> {
+    let storage = args.storage();
+    let store = open_store(&storage)?;
+    let bounds =
+        writer::Bounds { retention: args.retention, max_bytes: args.max_bytes, interval: args.enforce_interval };
+    let writer = writer::Writer::start(store.clone(), args.write_queue, bounds).map_err(CollectorError::Start)?;
+    let forward = match &args.forward {
+        None => None,
+        Some(url) => {
+            let spool = match &storage {
+                Storage::Dir(d) => Some(d.as_path()),
+                Storage::Memory => None,
+            };
+            Some(Arc::new(forward::Forwarder::start(url, spool).map_err(CollectorError::Config)?))
+        }
+    };
+    let http = bind("--otlp-http", args.otlp_http).await?;
+    let grpc = bind("--otlp-grpc", args.otlp_grpc).await?;
+    let ui = bind("--ui", args.ui).await?;
+    let addr = |l: &TcpListener| l.local_addr().map_err(CollectorError::Start);
+    let (otlp_http, otlp_grpc, ui_addr) = (addr(&http)?, addr(&grpc)?, addr(&ui)?);
+    let receiver = Arc::new(otlp_http::Receiver { writer, forward });
+    let api = Arc::new(api::Api { store, log_link_template: args.log_link_template.clone() });
+    let servers = vec![
+        tokio::spawn(crate::web::serve(http, otlp_http::router(receiver.clone()), None)),
+        tokio::spawn(crate::web::serve(grpc, otlp_grpc::router(receiver), None)),
+        tokio::spawn(crate::web::serve(ui, api::router(api), None)),
+    ];
+    Ok(Running { otlp_http, otlp_grpc, ui: ui_addr, servers })
 }
 
 async fn wait_for_signal() {
