@@ -259,7 +259,8 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
 /// - `/hold/ID?calls=N&every_ms=M`: calls `/down/ID-k` N times, M ms
 ///   apart, then answers (a long request that keeps calling out);
 /// - `/stream/ID?calls=N&every_ms=M`: answers at once with a body it keeps
-///   streaming while it makes the same calls (a streaming response).
+///   streaming, and once the answer has begun makes the same calls (a
+///   streaming response).
 ///
 /// The sidecar starts after the app (it needs the app's address): tell the
 /// app its sidecar's outbound address with `Relay::through`.
@@ -310,8 +311,15 @@ pub async fn relay(downstream: SocketAddr, concurrency: usize) -> Relay {
                     Response::new(full("held\n"))
                 }
                 "stream" => {
-                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
                     tokio::spawn(async move {
+                        // The answer has begun: its head and a first line are
+                        // written (the second send waits until hyper took the
+                        // first) and have had a moment to reach the sidecar.
+                        for _ in 0..2 {
+                            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"begun\n")))).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         for k in 0..calls {
                             call(format!("/down/{id}-{k}")).await;
                             let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"tick\n")))).await;
