@@ -7,8 +7,9 @@
 //! ```text
 //! client ─► listen (accept, SO_ORIGINAL_DST, detect; opaque TCP leaves here)
 //!        ─► http::serve (hyper server connection)
-//!        ─► http::stack: keepalive_layer ─► record_layer (context, destination,
-//!           span) ─► tower timeout ─► forward (rewrite, send)
+//!        ─► http::stack: keepalive_layer ─► guard_layer (malformed HTTP/1
+//!           refused) ─► record_layer (context, destination, span)
+//!           ─► tower timeout ─► forward (rewrite, send)
 //!        ─► http::dedicated (inbound HTTP/1) | http::pool ─► dial ─► app / upstream
 //! response ◄─ http::response_body (stream, count, trailers)
 //!        ─► record::InFlight (finish once) ─► record::Recorder
@@ -138,11 +139,7 @@ impl Sidecar {
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
                 trace_probes: config.trace_probes,
-                http1: {
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    b.timer(hyper_util::rt::TokioTimer::new());
-                    b
-                },
+                http1: http::serve::http1_builder(),
                 pool: http::pool::Pool::new(dialer.clone()),
                 dialer,
                 recorder: Arc::new(record::Recorder {

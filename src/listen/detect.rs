@@ -69,18 +69,17 @@ pub fn classify(b: &[u8]) -> Option<Protocol> {
 fn http1(b: &[u8]) -> Option<Protocol> {
     let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
     let method_len = b.iter().take_while(|c| tchar(c)).count();
-    if method_len == 0 || method_len > 32 {
-        return Some(Protocol::Opaque);
-    }
-    if b.len() == method_len {
+    if b.len() == method_len && method_len <= 32 {
         return None;
     }
-    if b[method_len] != b' ' {
-        return Some(Protocol::Opaque);
-    }
     let Some(eol) = b.iter().position(|&c| c == b'\n') else {
-        return if b.iter().any(|c| c.is_ascii_control() && *c != b'\r') { Some(Protocol::Opaque) } else { None };
+        let no_method = method_len == 0 || method_len > 32 || b[method_len] != b' ';
+        let binary = b.iter().any(|c| c.is_ascii_control() && *c != b'\r');
+        return if no_method || binary { Some(Protocol::Opaque) } else { None };
     };
+    // A first line that says HTTP/1 is HTTP/1 even with a bad method or
+    // target: hyper answers it 400, where relaying it as opaque bytes
+    // would hand the app what no HTTP parser accepted.
     let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
     if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
         Some(Protocol::Http1)
@@ -167,6 +166,11 @@ mod tests {
         assert_eq!(classify(b"PRI * HTTP/2"), None);
         assert_eq!(classify(b"SSH-2.0-OpenSSH\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"\x00\x01\x02"), Some(Protocol::Opaque));
+        // Not a method, but an HTTP/1 request line: hyper refuses it.
+        assert_eq!(classify(b"G(T / HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET\t/ HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"G(T / HT"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"{\"a\":1}\n"), Some(Protocol::Opaque));
     }
 
     #[test]

@@ -53,8 +53,13 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
     let _ = sock.set_nodelay(true);
     let Ok(local) = sock.local_addr() else { return };
     let original_dst = original_dst::original_dst(&sock);
-    let meta =
-        ConnMeta { client: unmapped(client), local: unmapped(local), original_dst, keepalive: Default::default() };
+    let meta = ConnMeta {
+        client: unmapped(client),
+        local: unmapped(local),
+        original_dst,
+        keepalive: Default::default(),
+        framing: Default::default(),
+    };
     let dest_port = match shared.direction {
         Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
         Direction::Outbound => original_dst.map(|a| a.port()),
