@@ -8,7 +8,8 @@
 //! client ─► listen (accept, SO_ORIGINAL_DST, detect; opaque TCP leaves here)
 //!        ─► http::serve (hyper server connection)
 //!        ─► http::stack: keepalive_layer ─► guard_layer (malformed HTTP/1
-//!           refused) ─► record_layer (context, destination, span)
+//!           refused) ─► overload_layer (tower load shed and concurrency
+//!           limit) ─► record_layer (context, destination, span)
 //!           ─► tower timeout ─► forward (rewrite, send)
 //!        ─► http::dedicated (inbound HTTP/1) | http::pool ─► dial ─► app / upstream
 //! response ◄─ http::response_body (stream, count, trailers)
@@ -125,6 +126,9 @@ impl Sidecar {
             Direction::Inbound => inbound_addr,
             Direction::Outbound => outbound_addr,
         };
+        // Per listener, so shared by the workers' listeners of a direction.
+        let limits = || Arc::new(http::limits::Limits::new(config.max_connections, config.max_concurrent_requests));
+        let (inbound_limits, outbound_limits) = (limits(), limits());
         let shared = |direction| {
             let dialer = Arc::new(dial::Dialer::new(
                 config.connect_timeout,
@@ -139,7 +143,7 @@ impl Sidecar {
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
                 trace_probes: config.trace_probes,
-                http1: http::serve::http1_builder(),
+                http1: http::serve::http1_builder(config.header_read_timeout),
                 pool: http::pool::Pool::new(dialer.clone()),
                 dialer,
                 recorder: Arc::new(record::Recorder {
@@ -150,6 +154,10 @@ impl Sidecar {
                 routes: routes.clone(),
                 sampler: sampler.clone(),
                 metrics: metrics.direction(direction),
+                limits: match direction {
+                    Direction::Inbound => inbound_limits.clone(),
+                    Direction::Outbound => outbound_limits.clone(),
+                },
             })
         };
         let worker_threads = workers::spawn(bound.workers, shared, &watch)?;

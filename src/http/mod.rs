@@ -20,6 +20,8 @@ pub mod headers;
 pub mod idle;
 pub mod joint;
 pub mod keepalive_layer;
+pub mod limits;
+pub mod overload_layer;
 pub mod pool;
 pub mod prefixed;
 pub mod record_layer;

@@ -101,11 +101,15 @@ pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
 /// client needs and a cheap way to make a proxy buffer.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The HTTP/1 server settings every client connection gets.
-pub fn http1_builder() -> hyper::server::conn::http1::Builder {
+/// The HTTP/1 server settings every client connection gets. hyper's
+/// header read timer starts when it waits for a head; an idle connection
+/// is handed to a fresh hyper connection when its next bytes come
+/// (`idle`), so the timeout counts from the request's first byte.
+pub fn http1_builder(header_read_timeout: Option<std::time::Duration>) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new());
     b.max_header_size(MAX_HEADER_BYTES);
+    b.header_read_timeout(header_read_timeout);
     b
 }
 

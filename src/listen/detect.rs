@@ -46,6 +46,10 @@ pub async fn detect(sock: &mut TcpStream, timeout: Duration) -> (Protocol, Bytes
         match tokio::time::timeout_at(deadline, sock.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return (Protocol::Opaque, buf, DetectOutcome::Eof),
             Ok(Ok(_)) => {}
+            // A client that began an HTTP/1 request line and went slow
+            // is an HTTP/1 client: hyper's header read timeout ends it,
+            // where an opaque relay would hand the app a slowloris.
+            Err(_) if http1_prefix(&buf) => return (Protocol::Http1, buf, DetectOutcome::Timeout),
             Err(_) => return (Protocol::Opaque, buf, DetectOutcome::Timeout),
         }
     }
@@ -86,6 +90,16 @@ fn http1(b: &[u8]) -> Option<Protocol> {
     } else {
         Some(Protocol::Opaque)
     }
+}
+
+/// The start of an HTTP/1 request line: a method, then a space and text.
+fn http1_prefix(b: &[u8]) -> bool {
+    let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    let method_len = b.iter().take_while(|c| tchar(c)).count();
+    let rest = &b[method_len..];
+    (1..=32).contains(&method_len)
+        && rest.first().is_none_or(|c| *c == b' ')
+        && rest.iter().all(|c| !c.is_ascii_control() || matches!(c, b'\r' | b'\n' | b'\t'))
 }
 
 /// A TLS handshake record (RFC 8446 5.1) carrying a ClientHello; the SNI
@@ -171,6 +185,13 @@ mod tests {
         assert_eq!(classify(b"GET\t/ HTTP/1.1\r\n"), Some(Protocol::Http1));
         assert_eq!(classify(b"G(T / HT"), Some(Protocol::Opaque));
         assert_eq!(classify(b"{\"a\":1}\n"), Some(Protocol::Opaque));
+        // What a slow client had sent when detection gave up.
+        assert!(http1_prefix(b"GET"));
+        assert!(http1_prefix(b"GET /index.html HTTP/1.1\r\nHost: a\r\nX-Slow: a"));
+        assert!(!http1_prefix(b""));
+        assert!(!http1_prefix(b"\x00\x01"));
+        assert!(!http1_prefix(b"{\"a\""));
+        assert!(!http1_prefix(b"SSH-2.0-x\r\n"));
     }
 
     #[test]

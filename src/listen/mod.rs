@@ -24,9 +24,20 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drai
         };
         match accepted {
             Ok((sock, client)) => {
+                let Some(slot) = shared.limits.admit() else {
+                    // Closed unread: the client sees the connection end
+                    // before any answer, and may try another replica.
+                    shared.metrics.refusals.connection();
+                    tracing::debug!(%client, "connection refused: --max-connections reached");
+                    drop(sock);
+                    continue;
+                };
                 let shared = shared.clone();
                 let drain = drain.clone();
-                tokio::spawn(async move { handle(sock, client, shared, drain).await });
+                tokio::spawn(async move {
+                    handle(sock, client, shared, drain).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off rather than spin.
