@@ -39,6 +39,7 @@ pub mod export;
 pub mod http;
 pub mod k8s;
 pub mod listen;
+pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod trace;
@@ -161,6 +162,7 @@ impl Sidecar {
             })
         };
         let worker_threads = workers::spawn(bound.workers, shared, &watch)?;
+        memory::start_trimming();
         drop(watch);
         let sink_probe = sink.clone();
         drop(sink);

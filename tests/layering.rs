@@ -24,6 +24,8 @@ const RANKS: &[(&str, u32)] = &[
     ("trace", 1),
     ("config", 2),
     ("drain", 2),
+    // Giving the allocator's free memory back: process-wide, path-blind.
+    ("memory", 2),
     // The one way sidetrace serves its own HTTP (admin, webhook).
     ("web", 2),
     // Beside the path: injection into Kubernetes reads only the ground floor.
