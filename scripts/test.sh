@@ -17,8 +17,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # openssl: the tests' certificates and a TLS server; python3-venv: the Python
 # peers' virtual environment (below); procps: sysctl for the IPv6 namespace
 # test; prometheus: promtool and a real
-# Prometheus server for tests/metrics.rs.
-packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl prometheus procps)
+# Prometheus server for tests/metrics.rs; chromium + chromium-driver: the
+# headless browser and its WebDriver server for the UI's test (tests/ui.rs).
+packages=(curl iptables iproute2 python3 python3-venv ca-certificates openssl prometheus procps chromium chromium-driver)
 
 installed() {
     local status

@@ -21,6 +21,11 @@ pub enum DialError {
     Timeout,
     #[error("the destination is this proxy's own listener: the request would loop")]
     Loop,
+    /// Inbound traffic redirected to one of sidetrace's other ports (the
+    /// outbound listener, the admin or trace API): forwarding it would
+    /// open them to whoever can reach the pod.
+    #[error("the destination is one of this proxy's own ports")]
+    OwnPort,
     #[error("could not connect to the upstream: {0}")]
     Failed(std::io::Error),
 }
@@ -30,7 +35,7 @@ impl DialError {
         match self {
             DialError::Refused => Connect::Refused,
             DialError::Timeout => Connect::Timeout,
-            DialError::Loop | DialError::Failed(_) => Connect::Error,
+            DialError::Loop | DialError::OwnPort | DialError::Failed(_) => Connect::Error,
         }
     }
 }
@@ -41,11 +46,19 @@ pub struct Dialer {
     /// The listener this direction's traffic arrives on: connecting to it
     /// again would be a loop.
     listener: Option<SocketAddr>,
+    /// sidetrace's other listeners, never a destination (inbound only).
+    forbidden: Vec<SocketAddr>,
 }
 
 impl Dialer {
     pub fn new(timeout: Duration, metrics: Arc<DirectionMetrics>, listener: Option<SocketAddr>) -> Dialer {
-        Dialer { timeout, metrics, listener }
+        Dialer { timeout, metrics, listener, forbidden: Vec::new() }
+    }
+
+    /// Refuses to connect to any of `listeners` as well.
+    pub fn forbidding(mut self, listeners: impl IntoIterator<Item = SocketAddr>) -> Dialer {
+        self.forbidden.extend(listeners);
+        self
     }
 
     pub async fn connect(&self, dest: &Upstream) -> Result<TcpStream, DialError> {
@@ -68,20 +81,23 @@ impl Dialer {
         let net = &self.metrics.net;
         net.connected(started.elapsed(), sock.as_ref().map_or_else(DialError::outcome, |_| Connect::Ok));
         let sock = sock?;
-        if self.loops_back(&sock) {
+        if self.listener.is_some_and(|own| Dialer::reaches(&sock, own)) {
             return Err(DialError::Loop);
+        }
+        if self.forbidden.iter().any(|own| Dialer::reaches(&sock, *own)) {
+            return Err(DialError::OwnPort);
         }
         net.rtt(Peer::Upstream, smoothed_rtt(&sock));
         let _ = sock.set_nodelay(true);
         Ok(sock)
     }
 
-    /// Whether `sock` leads back to our own listener: an HTTP_PROXY request
-    /// for the proxy's own address, or an app address that is the inbound
-    /// port under another name. Forwarding it would loop until the file
-    /// descriptors run out.
-    fn loops_back(&self, sock: &TcpStream) -> bool {
-        let (Some(own), Ok(peer), Ok(local)) = (self.listener, sock.peer_addr(), sock.local_addr()) else {
+    /// Whether `sock` leads to our own listener `own`: an HTTP_PROXY
+    /// request for the proxy's own address, or an app address that is the
+    /// listener's port under another name. Forwarding to our own inbound
+    /// side would loop until the file descriptors run out.
+    fn reaches(sock: &TcpStream, own: SocketAddr) -> bool {
+        let (Ok(peer), Ok(local)) = (sock.peer_addr(), sock.local_addr()) else {
             return false;
         };
         let same_host = peer.ip() == local.ip() || peer.ip().is_loopback();

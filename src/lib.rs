@@ -28,11 +28,13 @@
 //!
 //! Beside the path, `k8s` injects the sidecar into Kubernetes pods
 //! (`sidetrace inject`, the admission webhook, `wait-ready`); it reads only
-//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum.
+//! `config`. `web` serves sidetrace's own HTTP (admin, webhook) with axum;
+//! `ui` is the web UI's embedded files, which the admin server mounts.
 
 pub mod access_log;
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod dial;
 pub mod drain;
 pub mod export;
@@ -43,6 +45,7 @@ pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod trace;
+pub mod ui;
 pub mod vocab;
 pub mod web;
 pub mod workers;
@@ -66,6 +69,8 @@ pub struct Sidecar {
     pub inbound: Option<SocketAddr>,
     pub outbound: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Where /api/* and /ui are served, when on a listener of their own.
+    pub api: Option<SocketAddr>,
     pub ring: Arc<Ring>,
     pub stats: Arc<ExportStats>,
     pub encoder: Arc<Encoder>,
@@ -76,6 +81,7 @@ pub struct Sidecar {
     exporter: JoinHandle<()>,
     export_deadline: tokio::sync::watch::Sender<Option<std::time::Instant>>,
     admin_task: Option<JoinHandle<()>>,
+    api_task: Option<JoinHandle<()>>,
     admin_state: Arc<admin::AdminState>,
     access_log_thread: Option<std::thread::JoinHandle<()>>,
     worker_threads: Vec<std::thread::JoinHandle<()>>,
@@ -107,9 +113,15 @@ impl Sidecar {
         let (inbound_addr, outbound_addr) = (bound.inbound, bound.outbound);
         let admin = bind("--admin", config.admin).await?;
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let api_at = match config.api {
+            config::ApiListen::Addr(a) => Some(a),
+            _ => None,
+        };
+        let api = bind("--api", api_at).await?;
+        let api_addr = api.as_ref().and_then(|l| l.local_addr().ok());
 
         let routes = Arc::new(config.routes.clone());
-        let metrics = Arc::new(metrics::Metrics::new(config.max_routes));
+        let metrics = Arc::new(metrics::Metrics::new(config.resource.service_name(), config.max_routes));
         let encoder = Arc::new(Encoder {
             resource: config.resource.clone(),
             redact_query_keys: config.redact_query_keys.clone(),
@@ -122,6 +134,12 @@ impl Sidecar {
         let s = &config.export.sampling;
         let sampler =
             Arc::new(trace::sampling::Sampler::new(s.parent_based, s.ratio, s.rate_limit).with_rules(s.rules.clone()));
+        let stitch = (config.stitch == config::StitchMode::SingleFlight).then(|| {
+            record::stitch::Registry::new(record::stitch::Bounds {
+                max_age: config.stitch_max_age,
+                max_children: config.stitch_max_children,
+            })
+        });
         let (signal, watch) = drain::channel();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,
@@ -131,11 +149,16 @@ impl Sidecar {
         let limits = || Arc::new(http::limits::Limits::new(config.max_connections, config.max_concurrent_requests));
         let (inbound_limits, outbound_limits) = (limits(), limits());
         let shared = |direction| {
-            let dialer = Arc::new(dial::Dialer::new(
-                config.connect_timeout,
-                metrics.direction(direction),
-                listener_of(direction),
-            ));
+            // Inbound traffic goes only to the app: never to sidetrace's
+            // other listeners, which a redirect could otherwise reach.
+            let own = match direction {
+                Direction::Inbound => vec![outbound_addr, admin_addr, api_addr],
+                Direction::Outbound => Vec::new(),
+            };
+            let dialer = Arc::new(
+                dial::Dialer::new(config.connect_timeout, metrics.direction(direction), listener_of(direction))
+                    .forbidding(own.into_iter().flatten()),
+            );
             Arc::new(http::Shared {
                 direction,
                 app: config.app,
@@ -144,6 +167,11 @@ impl Sidecar {
                 response_timeout: config.response_timeout,
                 idle_timeout: config.idle_timeout,
                 trace_probes: config.trace_probes,
+                announce: config
+                    .announce_service
+                    .then(|| http::shared::Announce::new(config.resource.service_name()))
+                    .flatten(),
+                stitch: stitch.clone(),
                 http1: http::serve::http1_builder(config.header_read_timeout),
                 pool: http::pool::Pool::new(dialer.clone()),
                 dialer,
@@ -175,12 +203,23 @@ impl Sidecar {
             config: config.printable(),
             shutdown: tokio::sync::Notify::new(),
         });
-        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_state.clone())));
+        let health = admin::health_router(admin_state.clone());
+        let traffic = admin::api_router(admin_state.clone());
+        let (admin_router, api_router) = match config.api {
+            config::ApiListen::Admin => (admin::finish(health.merge(traffic), admin::ALL_PATHS), None),
+            config::ApiListen::Off => (admin::finish(health, admin::HEALTH_PATHS), None),
+            config::ApiListen::Addr(_) => {
+                (admin::finish(health, admin::HEALTH_PATHS), Some(admin::finish(traffic, admin::API_PATHS)))
+            }
+        };
+        let admin_task = admin.map(|l| tokio::spawn(admin::serve(l, admin_router)));
+        let api_task = api.zip(api_router).map(|(l, r)| tokio::spawn(admin::serve(l, r)));
         admin_state.ready.store(true, Ordering::Release);
         Ok(Sidecar {
             inbound: inbound_addr,
             outbound: outbound_addr,
             admin: admin_addr,
+            api: api_addr,
             ring,
             stats,
             encoder,
@@ -191,6 +230,7 @@ impl Sidecar {
             exporter,
             export_deadline,
             admin_task,
+            api_task,
             admin_state,
             access_log_thread,
             worker_threads,
@@ -233,8 +273,8 @@ impl Sidecar {
         if let Some(t) = self.access_log_thread {
             let _ = tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || t.join())).await;
         }
-        if let Some(a) = self.admin_task {
-            a.abort();
+        for t in [self.admin_task, self.api_task].into_iter().flatten() {
+            t.abort();
         }
         drained
     }

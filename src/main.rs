@@ -1,6 +1,6 @@
 //! The `sidetrace` commands: `run` (parse, configure, run until SIGTERM,
-//! SIGINT or `POST /shutdown`), and the Kubernetes commands `inject`,
-//! `webhook`, `wait-ready` and `init-net`.
+//! SIGINT or `POST /shutdown`), the Kubernetes commands `inject`,
+//! `webhook`, `wait-ready` and `init-net`, and `demo`.
 //!
 //! Exit codes: 0 after a clean stop, 2 for bad input (a flag, a variable,
 //! a file named by one), 1 when the system refuses (a port in use, a
@@ -33,6 +33,9 @@ enum Command {
     WaitReady(sidetrace::k8s::wait_ready::WaitReadyArgs),
     /// Install the pod's redirect rules (nftables, table inet sidetrace) in this network namespace.
     InitNet(sidetrace::k8s::init_net::InitNetArgs),
+    /// Run the zero-code demo: producer → consumer → store, each behind its own sidecar, none with
+    /// tracing code; prints whole traces and per-route figures.
+    Demo(sidetrace::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => sidetrace::k8s::webhook::run(&args),
         Command::WaitReady(args) => sidetrace::k8s::wait_ready::run(&args),
         Command::InitNet(args) => sidetrace::k8s::init_net::main(&args),
+        Command::Demo(args) => sidetrace::demo::main(&args),
     }
 }
 
@@ -93,6 +97,7 @@ fn run(args: &RunArgs) -> ExitCode {
             inbound = ?sidecar.inbound,
             outbound = ?sidecar.outbound,
             admin = ?sidecar.admin,
+            api = ?sidecar.api,
             app = %config.app,
             "sidetrace started"
         );

@@ -37,6 +37,8 @@ pub enum ErrorType {
     UpstreamProtocol,
     NoDestination,
     LoopDetected,
+    /// Inbound traffic sent to one of sidetrace's own ports.
+    OwnPort,
     ClientAborted,
     RequestBody,
     /// The proxy failed in a way it has no name for (a bug).
@@ -59,6 +61,7 @@ impl ErrorType {
             ErrorType::UpstreamProtocol => Borrowed("upstream_protocol_error"),
             ErrorType::NoDestination => Borrowed("no_destination"),
             ErrorType::LoopDetected => Borrowed("loop_detected"),
+            ErrorType::OwnPort => Borrowed("own_port"),
             ErrorType::ClientAborted => Borrowed("client_aborted"),
             ErrorType::RequestBody => Borrowed("request_body_error"),
             ErrorType::Internal => Borrowed("internal_error"),

@@ -116,7 +116,7 @@ fn has_word_sees_whole_flags_only() {
 fn readme_documents_every_flag_of_every_command_with_its_variable() {
     let readme = support::tools::read("README.md");
     let mut missing = Vec::new();
-    for subcommand in ["run", "inject", "webhook", "wait-ready"] {
+    for subcommand in ["run", "inject", "webhook", "wait-ready", "init-net", "demo"] {
         for o in options(subcommand) {
             if !has_word(&readme, &o.flag) {
                 missing.push(format!("sidetrace {subcommand} {}", o.flag));

@@ -273,7 +273,7 @@ fn proxies_and_resolves_names(engine: &Engine) {
     assert_eq!(curl(&[&proxy[..], &[missing.as_str()]].concat()), "502", "a name nobody knows\n{}", logs());
 
     let spans = w.wait_for(&["app"], |w| {
-        let out = w.exec(&ns, &["curl", "-sf", "--max-time", "2", "http://127.0.0.1:15020/api/traces?limit=20"]);
+        let out = w.exec(&ns, &["curl", "-sf", "--max-time", "2", "http://127.0.0.1:15021/api/traces?limit=20"]);
         let spans = spans(&out.stdout);
         let paths: Vec<&str> = spans.iter().filter_map(|s| string_attr(s, "url.path")).collect();
         ["/inbound", "/via-hosts", "/via-dns", "/missing"].iter().all(|p| paths.contains(p)).then_some(spans)

@@ -238,7 +238,7 @@ fn traffic(f: &Family) {
     let out = init_net(&p.w, &p.pod, false, INIT_FLAGS);
     assert!(out.status.success(), "init-net: {}", stderr(&out));
     start_peers(&mut p, f);
-    start_proxy(&mut p);
+    start_proxy(&mut p, &url(f.service, SERVICE_PORT, ""));
 
     // Inbound: the client calls the app's own port.
     let hello = curl(&p, &p.client, &url(f.pod_client_side, APP_PORT, "/hello"));
@@ -274,6 +274,19 @@ fn traffic(f: &Family) {
     // Exempt: the admin port and the skipped ports are reached directly.
     let ready = curl(&p, &p.client, &url(f.pod_client_side, ADMIN_PORT, "/ready"));
     assert_eq!(ready.trim(), "ready", "the admin port is not redirected");
+    // What shows traffic stays inside the pod: not on the admin port, and
+    // its own port listens on loopback only.
+    // its own port listens on loopback only; a redirect to it, or to the
+    // outbound listener (an open relay), is refused, not forwarded.
+    let status = |port: u16, path: &str| {
+        let target = url(f.pod_client_side, port, path);
+        let out =
+            p.w.exec(&p.client, &["curl", "-gs", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &target]);
+        text(&out)
+    };
+    assert_eq!(status(ADMIN_PORT, "/api/traces"), "404", "the trace API answered on the admin port");
+    assert_eq!(status(15021, "/api/stats"), "403", "the trace API answered from outside the pod");
+    assert_eq!(status(15001, "/relay"), "403", "the outbound listener answered from outside the pod");
     assert_eq!(curl(&p, &p.client, &url(f.pod_client_side, SKIPPED_APP_PORT, "/skipped-in")), APP_BODY);
     let skipped_call = format!("/call?url={}", url(f.service, SKIPPED_SERVICE_PORT, "/skipped-out"));
     assert_eq!(curl(&p, &p.client, &url(f.pod_client_side, APP_PORT, &skipped_call)), SERVICE_BODY);
@@ -293,6 +306,19 @@ fn traffic(f: &Family) {
     }
     let looped: Vec<&Value> = spans.iter().filter(|s| int_attr(s, "http.response.status_code") == Some(508)).collect();
     assert!(looped.is_empty(), "the proxy looped into itself: {looped:?}");
+
+    // The proxy's own export leaves the pod directly (the uid exemption):
+    // it is never traced, stitched into the app's trace, or given context.
+    let export = p.w.wait_for(&["proxy"], |w| {
+        let record = std::fs::read_to_string(w.dir.join("service.jsonl")).unwrap_or_default();
+        record.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["path"] == "/v1/traces")
+    });
+    let export = export.unwrap_or_else(|| panic!("no span export reached the collector\n{}", diagnostics(&p)));
+    assert_eq!(export["client"], f.pod_service_side, "the export went straight out: {export}");
+    assert_eq!(export["traceparent"], serde_json::json!([]), "the export carried trace context: {export}");
+    assert_eq!(export["tracestate"], serde_json::json!([]), "the export carried trace context: {export}");
+    let spans = crate::spans(&p.w, &p.pod);
+    assert!(!spans.iter().any(|s| string_attr(s, "url.path") == Some("/v1/traces")), "the export was traced");
 
     let out = init_net(&p.w, &p.pod, false, &["--cleanup"]);
     assert!(out.status.success(), "cleanup: {}", stderr(&out));
@@ -337,7 +363,7 @@ fn start_peers(p: &mut Pod, f: &Family) {
 /// The proxy as an injected pod runs it: its own uid, no capabilities,
 /// dual-stack listeners (a wildcard IPv6 socket takes IPv4 too; the rules
 /// keep the outbound listener out of reach from outside the pod).
-fn start_proxy(p: &mut Pod) {
+fn start_proxy(p: &mut Pod, otlp_endpoint: &str) {
     let pod = p.pod.clone();
     let (out, err) = p.w.spawn_collected(
         "proxy",
@@ -366,6 +392,8 @@ fn start_proxy(p: &mut Pod) {
             "json",
             "--service-name",
             "pod-app",
+            "--otlp-endpoint",
+            otlp_endpoint,
         ],
     );
     (p.proxy_out, p.proxy_err) = (out, err);
@@ -383,7 +411,7 @@ fn curl(p: &Pod, ns: &str, url: &str) -> String {
 }
 
 fn spans(w: &World, pod: &str) -> Vec<Value> {
-    let out = w.must(pod, &["curl", "-sS", "--fail", "--max-time", "2", "http://127.0.0.1:15020/api/traces?limit=100"]);
+    let out = w.must(pod, &["curl", "-sS", "--fail", "--max-time", "2", "http://127.0.0.1:15021/api/traces?limit=100"]);
     let doc: Value = serde_json::from_slice(&out.stdout).expect("/api/traces is JSON");
     otlp::spans(&doc)
 }

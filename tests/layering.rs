@@ -28,6 +28,8 @@ const RANKS: &[(&str, u32)] = &[
     ("memory", 2),
     // The one way sidetrace serves its own HTTP (admin, webhook).
     ("web", 2),
+    // The web UI's embedded files: a router that knows nothing of spans.
+    ("ui", 2),
     // Beside the path: injection into Kubernetes reads only the ground floor.
     ("k8s", 3),
     // What finished requests feed; the readers of what stages publish.
@@ -44,6 +46,8 @@ const RANKS: &[(&str, u32)] = &[
     ("admin", 8),
     // The crate root (`Sidecar`) wires everything.
     ("crate", 9),
+    // The demo runs sidecars.
+    ("demo", 10),
 ];
 
 /// One source file: its module path and what it refers to.

@@ -95,8 +95,19 @@ async fn recorded_traces(config: Config, headers: impl Fn(&str) -> Vec<(&'static
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sidecars_decide_alike_for_the_same_trace_id() {
     let local = |env: &'static [(&'static str, &'static str)], flags: &[&str]| {
-        let mut argv =
-            vec!["run", "--access-log", "off", "--inbound", "127.0.0.1:0", "--outbound", "off", "--admin", "off"];
+        let mut argv = vec![
+            "run",
+            "--access-log",
+            "off",
+            "--inbound",
+            "127.0.0.1:0",
+            "--outbound",
+            "off",
+            "--admin",
+            "off",
+            "--api",
+            "off",
+        ];
         argv.extend_from_slice(&["--export-delay", "50ms"]);
         argv.extend_from_slice(flags);
         let args = RunArgs::parse_from_env_free(argv);

@@ -13,6 +13,7 @@
 //! | `/sink` | reads the whole request body, answers its length |
 //! | `/v1/traces` (POST) | an OTLP/HTTP sink: counts requests and bytes, answers an empty `ExportTraceServiceResponse` |
 //! | `/__stats` | the counters, as JSON |
+//! | `/call` | with `--call-via PROXY --call URL`: one GET of URL through the HTTP proxy PROXY (a sidecar's outbound listener), copying no header, then 200 and a 1 KiB body: an app that calls a downstream for each request, as the stitching benchmark needs |
 //! | `content-type: application/grpc*` | gRPC unary: reads the request, answers one 1 KiB message and `grpc-status: 0` trailers |
 //!
 //! Every answer is built from static bytes: the backend allocates little
@@ -60,6 +61,57 @@ pub struct Stats {
     pub sink_bytes: AtomicU64,
     pub otlp_requests: AtomicU64,
     pub otlp_bytes: AtomicU64,
+}
+
+/// Where `/call` goes: through `proxy` (absolute-form requests, as
+/// `HTTP_PROXY` clients send them) to `url`.
+pub struct Call {
+    pub proxy: std::net::SocketAddr,
+    pub url: hyper::Uri,
+    /// Idle HTTP/1.1 connections to the proxy.
+    pool: std::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>>,
+}
+
+pub static CALL: std::sync::OnceLock<Call> = std::sync::OnceLock::new();
+
+impl Call {
+    pub fn new(proxy: std::net::SocketAddr, url: hyper::Uri) -> Call {
+        Call { proxy, url, pool: std::sync::Mutex::default() }
+    }
+
+    async fn once(&self) -> bool {
+        let idle = self.pool.lock().unwrap().pop();
+        let mut sender = match idle {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let Ok(sock) = tokio::net::TcpStream::connect(self.proxy).await else { return false };
+                let _ = sock.set_nodelay(true);
+                let Ok((sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(sock)).await else {
+                    return false;
+                };
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        if sender.ready().await.is_err() {
+            return false;
+        }
+        let host = self.url.authority().map(|a| a.as_str()).unwrap_or_default();
+        let req = Request::get(self.url.clone())
+            .header(header::HOST, host)
+            .body(http_body_util::Empty::new())
+            .expect("a GET");
+        let ok = match sender.send_request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                drain(resp.into_body()).await;
+                ok
+            }
+            Err(_) => false,
+        };
+        self.pool.lock().unwrap().push(sender);
+        ok
+    }
 }
 
 /// Serves connections from `listener` until the process ends.
@@ -124,6 +176,13 @@ async fn handle(req: Request<Incoming>, stats: Arc<Stats>) -> Result<Response<Re
             .expect("static response"));
     }
     match path {
+        "/call" => match CALL.get() {
+            Some(call) if call.once().await => Ok(kib()),
+            _ => Ok(Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Reply::Full(Some(Bytes::from_static(b"the call failed\n"))))
+                .expect("static response")),
+        },
         "/sink" => {
             let n = drain(req.into_body()).await;
             stats.sink_bytes.fetch_add(n, Relaxed);

@@ -4,7 +4,9 @@
 //! records a span, never links to sidetrace. That is the point of the demo:
 //! the SERVER spans, their timings and their link to the caller all come
 //! from the sidecar in front of it, as they would for a service nobody is
-//! allowed to change.
+//! allowed to change. With a store (`run_with_store`) it asks the store
+//! about each item through its HTTP proxy, and copies no header from the
+//! request it serves to the call it makes: its sidecar joins the two.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,11 +17,31 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Serves until its task is dropped.
+/// Where the consumer asks about stock: `store`, through the HTTP proxy
+/// `proxy` (its sidecar's outbound side), as `HTTP_PROXY` says.
+#[derive(Clone, Copy)]
+pub struct Store {
+    pub proxy: SocketAddr,
+    pub store: SocketAddr,
+}
+
+/// Serves until its task is dropped. (The demo gives the consumer a store;
+/// tests/deploy_dashboard.rs runs it without one.)
+#[allow(dead_code)]
 pub async fn run(listener: TcpListener) {
+    serve(listener, None).await
+}
+
+/// Serves, asking `store` about every item, until its task is dropped.
+pub async fn run_with_store(listener: TcpListener, store: Store) {
+    serve(listener, Some(store)).await
+}
+
+async fn serve(listener: TcpListener, store: Option<Store>) {
     loop {
         let sock = match listener.accept().await {
             Ok((sock, _)) => sock,
@@ -31,7 +53,7 @@ pub async fn run(listener: TcpListener) {
         };
         tokio::spawn(async move {
             let conn = auto::Builder::new(TokioExecutor::new());
-            let _ = conn.serve_connection(TokioIo::new(sock), service_fn(handle)).await;
+            let _ = conn.serve_connection(TokioIo::new(sock), service_fn(move |req| handle(req, store))).await;
         });
     }
 }
@@ -67,6 +89,14 @@ impl Resource {
         }
     }
 
+    /// The item the store is asked about.
+    fn sku(&self) -> u64 {
+        match self {
+            Resource::Order(id) => 7000 + id % 100,
+            Resource::Stock(sku) => *sku,
+        }
+    }
+
     fn json(&self) -> String {
         match self {
             Resource::Order(id) => {
@@ -81,7 +111,7 @@ impl Resource {
     }
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, store: Option<Store>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET {
         return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"only GET"}"#.into()));
     }
@@ -89,10 +119,34 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         return Ok(reply(StatusCode::NOT_FOUND, r#"{"error":"no such resource"}"#.into()));
     };
     tokio::time::sleep(resource.work()).await;
+    if let Some(store) = store {
+        match ask(store, resource.sku()).await {
+            Ok(s) if s.is_success() => {}
+            Ok(s) => return Ok(reply(StatusCode::BAD_GATEWAY, format!(r#"{{"error":"the store answered {s}"}}"#))),
+            Err(e) => return Ok(reply(StatusCode::BAD_GATEWAY, format!(r#"{{"error":"the store failed: {e}"}}"#))),
+        }
+    }
     if resource.fails() {
         return Ok(reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"database unavailable"}"#.into()));
     }
     Ok(reply(StatusCode::OK, resource.json()))
+}
+
+/// One call to the store through the proxy, on a connection of its own:
+/// a plain app that does not care to pool.
+async fn ask(store: Store, sku: u64) -> Result<StatusCode, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(store.proxy).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let target = store.store;
+    let req = Request::get(format!("http://{target}/stock/{sku}"))
+        .header(hyper::header::HOST, target.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    http_body_util::BodyExt::collect(resp.into_body()).await?;
+    Ok(status)
 }
 
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -1,6 +1,7 @@
 //! The admin server: liveness, readiness, the trace API, Prometheus
-//! metrics, live stats, the configuration in force, and a way for a Job to
-//! stop its sidecar. It never sits on the request path; it reads what the
+//! metrics, live stats, the configuration in force, the web UI (`/ui`, from
+//! `ui::router`, reading the endpoints here), and a way for a Job to stop
+//! its sidecar. It never sits on the request path; it reads what the
 //! export task left in the ring and snapshots the metrics' atomics.
 //!
 //! An axum router, served by `web::serve` like every HTTP server of
@@ -12,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::metrics::expo::Format;
 use crate::metrics::export_health::ExportStats;
 use crate::trace::TraceId;
+use crate::ui;
 use crate::web;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -37,31 +39,48 @@ pub struct AdminState {
     pub shutdown: Notify,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
-    web::serve(listener, router(state), None).await
+pub async fn serve(listener: TcpListener, router: Router) {
+    web::serve(listener, router, None).await
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+/// What the kubelet and Prometheus read: health, readiness, metrics, and
+/// the loopback-only `POST /shutdown`. Nothing here shows traffic.
+pub fn health_router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/live", get(|| async { text(StatusCode::OK, "live\n") }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/shutdown", post(shutdown))
+        .with_state(state)
+}
+
+/// What shows traffic (paths, routes, peers, timings): the trace API,
+/// live statistics, the configuration and the UI. Served on loopback
+/// unless the operator opens it (`--api`).
+pub fn api_router(state: Arc<AdminState>) -> Router {
+    Router::new()
         .route("/api/stats", get(|State(s): State<Arc<AdminState>>| async move { Json(s.metrics.stats()) }))
         .route("/api/config", get(|State(s): State<Arc<AdminState>>| async move { Json(s.config.clone()) }))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
-        .route("/shutdown", post(shutdown))
-        .fallback(|| async {
-            text(
-                StatusCode::NOT_FOUND,
-                "not found; try /live, /ready, /metrics, /api/traces, /api/stats, /api/config\n",
-            )
-        })
+        .route("/api/ui-config", get(ui_config))
+        .with_state(state)
+        .merge(ui::router())
+}
+
+/// A listener's router, with answers for unknown paths and methods that
+/// name what this listener does serve.
+pub fn finish(router: Router, paths: &'static str) -> Router {
+    router
+        .fallback(move || async move { (StatusCode::NOT_FOUND, format!("not found; try {paths}\n")) })
         .method_not_allowed_fallback(|| async {
             text(StatusCode::METHOD_NOT_ALLOWED, "this path takes GET (POST for /shutdown)\n")
         })
-        .with_state(state)
 }
+
+pub const HEALTH_PATHS: &str = "/live, /ready, /metrics";
+pub const API_PATHS: &str = "/ui, /api/traces, /api/stats, /api/config";
+pub const ALL_PATHS: &str = "/ui, /live, /ready, /metrics, /api/traces, /api/stats, /api/config";
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -89,6 +108,21 @@ async fn metrics(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Respon
             )
         }
     }
+}
+
+/// What the UI needs to know of the server it talks to (the collector's
+/// contract): a sidecar serves its ring's spans as OTLP/JSON and its stats
+/// without a service, which the UI reads in `sidecar` mode, naming the
+/// service from here. The sidecar keeps no log lines and knows no log
+/// system, so there is no log link.
+async fn ui_config(State(s): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let service = s.config["resource"]["service.name"].clone();
+    Json(serde_json::json!({
+        "mode": "sidecar",
+        "refresh_seconds": 10,
+        "log_link_template": null,
+        "service": service,
+    }))
 }
 
 #[derive(serde::Deserialize)]

@@ -4,7 +4,7 @@
 
 use super::export_args::ExportArgs;
 use super::limits_args::LimitArgs;
-use super::parse::{Listen, PortList, duration, log_filter, nonzero, port_list, route};
+use super::parse::{ApiListen, Listen, PortList, duration, log_filter, nonzero, port_list, route};
 use crate::trace::route::RoutePattern;
 use clap::{Args, Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -16,6 +16,17 @@ pub enum AccessLogFormat {
     Json,
     Text,
     Off,
+}
+
+/// How outbound calls without trace context find their trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StitchMode {
+    /// A call without context starts its own trace.
+    Off,
+    /// A call without context joins the one inbound request in flight, or
+    /// links to several.
+    SingleFlight,
 }
 
 const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4222,5432,6379,11211,27017";
@@ -37,9 +48,16 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_OUTBOUND", default_value = "127.0.0.1:15001", value_name = "ADDR")]
     pub outbound: Listen,
 
-    /// Admin server: /live, /ready, /metrics, /api/traces, /api/stats. `off` disables it.
+    /// Admin server for the kubelet and Prometheus: /live, /ready, /metrics (and POST /shutdown
+    /// from loopback). `off` disables it.
     #[arg(long, env = "SIDETRACE_ADMIN", default_value = "0.0.0.0:15020", value_name = "ADDR")]
     pub admin: Listen,
+
+    /// Where the endpoints that show traffic are served: /api/traces, /api/stats, /api/config and
+    /// the /ui. Loopback by default (reach it with kubectl port-forward); `admin` serves them on
+    /// the admin listener, `off` nowhere.
+    #[arg(long, env = "SIDETRACE_API", default_value = "127.0.0.1:15021", value_name = "ADDR|admin|off")]
+    pub api: ApiListen,
 
     /// service.name of the spans [default: OTEL_SERVICE_NAME, else derived from the host name]
     #[arg(long, env = "SIDETRACE_SERVICE_NAME", value_name = "NAME")]
@@ -100,6 +118,29 @@ pub struct RunArgs {
     /// like any request. By default they are forwarded but only counted, in sidetrace_probe_requests_total.
     #[arg(long, env = "SIDETRACE_TRACE_PROBES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
     pub trace_probes: bool,
+
+    /// Tell peers this service's name: outbound requests carry it as the `sidetrace` entry of
+    /// tracestate, and inbound responses to another sidetrace carry it in a header its sidecar
+    /// strips, so both sides' spans get peer.service. Turn it off for services whose calls leave the
+    /// organisation.
+    #[arg(long, env = "SIDETRACE_ANNOUNCE_SERVICE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true", action = clap::ArgAction::Set)]
+    pub announce_service: bool,
+
+    /// Join the app's outbound calls that carry no trace context to the inbound request being
+    /// handled: `single-flight` makes a call the child of the one inbound request in flight and,
+    /// with several, starts its own trace with links to them; `off` never stitches.
+    #[arg(long, env = "SIDETRACE_STITCH", value_enum, default_value = "single-flight", value_name = "MODE")]
+    pub stitch: StitchMode,
+
+    /// An inbound request older than this adopts no more outbound calls (they get their own trace
+    /// and a link to it).
+    #[arg(long, env = "SIDETRACE_STITCH_MAX_AGE", default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    pub stitch_max_age: Duration,
+
+    /// The most outbound calls one inbound request adopts; the calls past it get their own trace
+    /// and a link to it.
+    #[arg(long, env = "SIDETRACE_STITCH_MAX_CHILDREN", default_value = "100", value_parser = nonzero, value_name = "N")]
+    pub stitch_max_children: usize,
 
     /// sidetrace's own log filter (tracing-subscriber syntax), written to stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]

@@ -7,7 +7,7 @@
 //! the spool directory too, so that a sidecar that starts can export.
 
 use super::error::Error;
-use super::export_args::{Compression, ExportArgs, OtlpProtocol};
+use super::export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
 use super::parse::{header_pair, ratio};
 use super::ser;
 use super::tls::{self, TlsFiles};
@@ -23,6 +23,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportConfig {
     pub otlp: Option<OtlpConfig>,
+    /// The access log as OTLP log records, when asked for.
+    pub otlp_logs: Option<OtlpConfig>,
     pub zipkin: Option<ZipkinConfig>,
     pub batch_size: usize,
     #[serde(serialize_with = "ser::duration")]
@@ -124,7 +126,8 @@ impl ExportConfig {
             None => None,
         };
         Ok(ExportConfig {
-            otlp: otlp(a, env)?,
+            otlp: otlp(a, env, Signal::Traces)?,
+            otlp_logs: otlp(a, env, Signal::Logs)?,
             zipkin,
             batch_size: a.export_batch_size,
             delay: a.export_delay,
@@ -203,12 +206,54 @@ fn parse_url(s: &str, what: &str) -> Result<Uri, Error> {
     }
 }
 
-fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
+/// What an OTLP exporter sends: each has its own variables and path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    /// `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_{what}`.
+    fn var(self, what: &str) -> String {
+        let signal = if self == Signal::Traces { "TRACES" } else { "LOGS" };
+        format!("OTEL_EXPORTER_OTLP_{signal}_{what}")
+    }
+
+    fn path(self) -> &'static str {
+        if self == Signal::Traces { "/v1/traces" } else { "/v1/logs" }
+    }
+}
+
+/// Whether the access log goes out as OTLP log records: `--logs-exporter`
+/// or `OTEL_LOGS_EXPORTER` say `otlp`, or a logs endpoint is given (and
+/// neither says `none`).
+fn logs_enabled(a: &ExportArgs, env: Env) -> Result<bool, Error> {
+    if a.otlp_logs_endpoint.is_some() {
+        return Ok(true);
+    }
+    match a.logs_exporter {
+        Some(e) => Ok(e == LogsExporter::Otlp),
+        None => match nonempty(env, "OTEL_LOGS_EXPORTER") {
+            None => Ok(nonempty(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").is_some()),
+            Some(v) => {
+                let names: Vec<&str> = v.split(',').map(str::trim).collect();
+                if let Some(bad) = names.iter().find(|n| !matches!(**n, "otlp" | "none" | "console")) {
+                    return Err(Error::invalid("OTEL_LOGS_EXPORTER", format!("{bad:?} is not otlp or none")));
+                }
+                Ok(names.contains(&"otlp"))
+            }
+        },
+    }
+}
+
+fn otlp(a: &ExportArgs, env: Env, signal: Signal) -> Result<Option<OtlpConfig>, Error> {
+    if signal == Signal::Logs && !logs_enabled(a, env)? {
+        return Ok(None);
+    }
     let protocol = match a.otlp_protocol {
         Some(p) => p,
-        None => match nonempty(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| nonempty(env, "OTEL_EXPORTER_OTLP_PROTOCOL"))
-        {
+        None => match nonempty(env, &signal.var("PROTOCOL")).or_else(|| nonempty(env, "OTEL_EXPORTER_OTLP_PROTOCOL")) {
             None => OtlpProtocol::HttpProtobuf,
             Some(p) => OtlpProtocol::from_str(&p, false).map_err(|_| {
                 Error::invalid("OTEL_EXPORTER_OTLP_PROTOCOL", format!("{p:?} is not grpc, http/protobuf or http/json"))
@@ -218,13 +263,25 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
     let http = protocol != OtlpProtocol::Grpc;
     // The signal-specific variable is used as given; the generic one gets
     // the signal's path appended (OTLP exporter specification).
-    let (raw, what, append) = if let Some(u) = &a.otlp_endpoint {
-        (u.clone(), "--otlp-endpoint", None)
-    } else if let Some(u) = nonempty(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+    let signal_var = signal.var("ENDPOINT");
+    let logs_flag = a.otlp_logs_endpoint.as_ref().filter(|_| signal == Signal::Logs);
+    let (raw, what, append) = if let Some(u) = logs_flag {
+        (u.clone(), "--otlp-logs-endpoint", None)
+    } else if let Some(u) = nonempty(env, &signal_var).filter(|_| signal == Signal::Logs) {
+        (u, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", Some(false))
+    } else if let Some(u) = &a.otlp_endpoint {
+        // Logs go beside the traces: a traces path given in full is swapped for the logs one.
+        let u = match signal {
+            Signal::Logs => u.trim_end_matches('/').trim_end_matches(Signal::Traces.path()).to_string(),
+            Signal::Traces => u.clone(),
+        };
+        (u, "--otlp-endpoint", None)
+    } else if let Some(u) = nonempty(env, &signal_var) {
         (u, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Some(false))
     } else if let Some(u) = nonempty(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
         (u, "OTEL_EXPORTER_OTLP_ENDPOINT", Some(true))
-    } else if a.otlp_protocol.is_some()
+    } else if signal == Signal::Logs
+        || a.otlp_protocol.is_some()
         || nonempty(env, "OTEL_TRACES_EXPORTER").is_some_and(|e| e.split(',').any(|x| x.trim() == "otlp"))
     {
         let default = if http { "http://localhost:4318" } else { "http://localhost:4317" };
@@ -239,14 +296,15 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
         // The flag appends /v1/traces only to a bare host, so both forms work.
         let append = append.unwrap_or(matches!(base.path(), "" | "/"));
         if append {
-            let joined = format!("{}/v1/traces", raw.trim_end_matches('/'));
+            let joined = format!("{}{}", raw.trim_end_matches('/'), signal.path());
             parse_url(&joined, what)?
         } else {
             base
         }
     };
     let mut headers = Vec::new();
-    for (var, _) in [("OTEL_EXPORTER_OTLP_HEADERS", ()), ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", ())] {
+    for var in ["OTEL_EXPORTER_OTLP_HEADERS".to_string(), signal.var("HEADERS")] {
+        let var = var.as_str();
         if let Some(raw) = nonempty(env, var) {
             for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let decoded = match pair.split_once('=') {
@@ -260,7 +318,7 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
     headers.extend(a.otlp_headers.iter().cloned());
     let gzip = match a.otlp_compression {
         Some(c) => c == Compression::Gzip,
-        None => match nonempty(env, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+        None => match nonempty(env, &signal.var("COMPRESSION"))
             .or_else(|| nonempty(env, "OTEL_EXPORTER_OTLP_COMPRESSION"))
             .as_deref()
         {
@@ -273,9 +331,7 @@ fn otlp(a: &ExportArgs, env: Env) -> Result<Option<OtlpConfig>, Error> {
     };
     let timeout = match a.otlp_timeout {
         Some(t) => t,
-        None => match nonempty(env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
-            .or_else(|| nonempty(env, "OTEL_EXPORTER_OTLP_TIMEOUT"))
-        {
+        None => match nonempty(env, &signal.var("TIMEOUT")).or_else(|| nonempty(env, "OTEL_EXPORTER_OTLP_TIMEOUT")) {
             None => Duration::from_secs(10),
             Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
                 Error::invalid("OTEL_EXPORTER_OTLP_TIMEOUT", format!("{ms:?} is not a number of milliseconds"))
@@ -375,5 +431,42 @@ mod tests {
         assert_eq!(c.sampling.ratio, 0.25);
         assert!(export(&[], &[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).is_err());
         assert!(export(&["--otlp-endpoint", "http://c", "--otlp-ca", "/nonexistent.pem"], &[]).is_err());
+    }
+
+    #[test]
+    fn the_access_log_goes_out_only_when_asked_and_beside_the_traces() {
+        let logs = |argv, env| export(argv, env).unwrap().otlp_logs.map(|o| (o.url.to_string(), o.protocol));
+        assert_eq!(logs(&["--otlp-endpoint", "http://c:4318"], &[]), None, "off unless asked");
+        assert_eq!(
+            logs(&["--otlp-endpoint", "http://c:4318", "--logs-exporter", "otlp"], &[]),
+            Some(("http://c:4318/v1/logs".into(), OtlpProtocol::HttpProtobuf))
+        );
+        assert_eq!(
+            logs(&["--otlp-endpoint", "http://c:4318/v1/traces", "--logs-exporter", "otlp"], &[]),
+            Some(("http://c:4318/v1/logs".into(), OtlpProtocol::HttpProtobuf)),
+            "a traces path given in full becomes the logs path"
+        );
+        assert_eq!(
+            logs(&[], &[("OTEL_LOGS_EXPORTER", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]),
+            Some(("http://c:4318/v1/logs".into(), OtlpProtocol::HttpProtobuf))
+        );
+        assert_eq!(
+            logs(&[], &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:9/custom")]),
+            Some(("http://l:9/custom".into(), OtlpProtocol::HttpProtobuf)),
+            "the signal's own variable is used as given"
+        );
+        assert_eq!(
+            logs(&[], &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:9"), ("OTEL_LOGS_EXPORTER", "none")]),
+            None
+        );
+        assert_eq!(
+            logs(&["--otlp-logs-endpoint", "http://l:4317", "--otlp-protocol", "grpc"], &[]),
+            Some(("http://l:4317/".into(), OtlpProtocol::Grpc))
+        );
+        assert_eq!(
+            logs(&["--logs-exporter", "otlp"], &[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json")]),
+            Some(("http://localhost:4318/v1/logs".into(), OtlpProtocol::HttpJson))
+        );
+        assert!(export(&[], &[("OTEL_LOGS_EXPORTER", "kafka")]).is_err());
     }
 }

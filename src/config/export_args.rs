@@ -23,6 +23,12 @@ pub enum OtlpProtocol {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogsExporter {
+    Otlp,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Compression {
     Gzip,
     None,
@@ -64,6 +70,18 @@ pub struct ExportArgs {
     /// PEM private key of --otlp-client-cert [also: OTEL_EXPORTER_OTLP_CLIENT_KEY]
     #[arg(long, env = "SIDETRACE_OTLP_CLIENT_KEY", value_name = "FILE")]
     pub otlp_client_key: Option<PathBuf>,
+
+    /// Send the access log, one record per request with its trace and span ids, as OTLP log
+    /// records (batched, retried and spooled like spans; protocol, headers, TLS and timeout as for
+    /// spans) [default: OTEL_LOGS_EXPORTER, else none]
+    #[arg(long, env = "SIDETRACE_LOGS_EXPORTER", value_enum, value_name = "otlp|none")]
+    pub logs_exporter: Option<LogsExporter>,
+
+    /// OTLP endpoint for the access log's records; /v1/logs is appended to a bare host for HTTP
+    /// (implies --logs-exporter otlp) [default: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, else beside the
+    /// traces' endpoint]
+    #[arg(long, env = "SIDETRACE_OTLP_LOGS_ENDPOINT", value_name = "URL")]
+    pub otlp_logs_endpoint: Option<String>,
 
     /// Zipkin v2 endpoint, e.g. http://zipkin:9411/api/v2/spans [also: OTEL_EXPORTER_ZIPKIN_ENDPOINT]
     #[arg(long, env = "SIDETRACE_ZIPKIN_ENDPOINT", value_name = "URL")]

@@ -18,9 +18,10 @@ mod run;
 mod ser;
 mod tls;
 
-pub use args::{AccessLogFormat, RunArgs};
+pub use args::{AccessLogFormat, RunArgs, StitchMode};
 pub use error::Error;
-pub use export_args::{Compression, ExportArgs, OtlpProtocol};
+pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
 pub use limits_args::LimitArgs;
+pub use parse::ApiListen;
 pub use resource::{Resource, service_from_pod_name};
 pub use run::Config;

@@ -24,6 +24,30 @@ impl std::str::FromStr for Listen {
     }
 }
 
+/// Where the endpoints that show traffic are served: their own address,
+/// the admin listener, or nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiListen {
+    Addr(SocketAddr),
+    Admin,
+    Off,
+}
+
+impl std::str::FromStr for ApiListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(ApiListen::Off),
+            "admin" => Ok(ApiListen::Admin),
+            _ => s
+                .parse::<SocketAddr>()
+                .map(ApiListen::Addr)
+                .map_err(|_| format!("expected IP:PORT (e.g. 127.0.0.1:15021), 'admin' or 'off', got {s:?}")),
+        }
+    }
+}
+
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration such as 500ms, 10s or 1m)"))
 }

@@ -4,9 +4,10 @@
 //! `Config` or a `config::Error`. It prints as JSON (`/api/config`, the
 //! start-up log) with every secret left out.
 
-use super::args::{AccessLogFormat, RunArgs};
+use super::args::{AccessLogFormat, RunArgs, StitchMode};
 use super::error::Error;
 use super::export::ExportConfig;
+use super::parse::ApiListen;
 use super::resource::{Resource, resource};
 use super::ser;
 use crate::trace::route::RouteTemplates;
@@ -20,6 +21,8 @@ pub struct Config {
     pub app: SocketAddr,
     pub outbound: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Where /api/* and /ui are served.
+    pub api: ApiListen,
     pub access_log: AccessLogFormat,
     pub opaque_ports: Vec<u16>,
     #[serde(serialize_with = "ser::duration")]
@@ -46,6 +49,11 @@ pub struct Config {
     pub max_concurrent_requests: Option<usize>,
     #[serde(serialize_with = "ser::opt_duration")]
     pub header_read_timeout: Option<Duration>,
+    pub announce_service: bool,
+    pub stitch: StitchMode,
+    #[serde(serialize_with = "ser::duration")]
+    pub stitch_max_age: Duration,
+    pub stitch_max_children: u32,
     pub resource: Resource,
     pub export: ExportConfig,
 }
@@ -54,7 +62,8 @@ impl Config {
     /// Builds the configuration from parsed flags and an environment lookup.
     pub fn from_args(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Error> {
         let resource = resource(args.service_name.as_deref(), env)?;
-        if args.inbound.0.is_some() && args.inbound.0 == args.outbound.0 {
+        // Port 0 asks for any free port: two of them never collide.
+        if args.inbound.0.is_some_and(|a| a.port() != 0) && args.inbound.0 == args.outbound.0 {
             return Err(Error::Conflict("--inbound and --outbound must be different addresses"));
         }
         if args.inbound.0 == Some(args.app) {
@@ -65,6 +74,7 @@ impl Config {
             app: args.app,
             outbound: args.outbound.0,
             admin: args.admin.0,
+            api: args.api,
             access_log: args.access_log,
             opaque_ports: args.opaque_ports.0.clone(),
             detect_timeout: args.detect_timeout,
@@ -91,6 +101,10 @@ impl Config {
                 .then_some(args.limits.max_concurrent_requests),
             header_read_timeout: (!args.limits.header_read_timeout.is_zero())
                 .then_some(args.limits.header_read_timeout),
+            announce_service: args.announce_service,
+            stitch: args.stitch,
+            stitch_max_age: args.stitch_max_age,
+            stitch_max_children: u32::try_from(args.stitch_max_children).unwrap_or(u32::MAX),
             resource,
             export: ExportConfig::from_args(&args.export, env)?,
         })
@@ -119,6 +133,7 @@ impl Config {
         c.inbound = Some(any);
         c.outbound = Some(any);
         c.admin = Some(any);
+        c.api = ApiListen::Admin;
         c.app = app;
         c.resource.attributes.insert("service.name".into(), service_name.into());
         c

@@ -15,19 +15,37 @@ use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const TRACES: (&str, &str) = (
+    "opentelemetry.proto.collector.trace.v1.TraceService",
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+);
+const LOGS: (&str, &str) =
+    ("opentelemetry.proto.collector.logs.v1.LogsService", "/opentelemetry.proto.collector.logs.v1.LogsService/Export");
 
 pub struct GrpcSender {
     client: Grpc<Channel>,
     metadata: MetadataMap,
     timeout: std::time::Duration,
+    service: &'static str,
+    path: &'static str,
 }
 
 impl GrpcSender {
+    /// `TraceService/Export`.
+    pub fn new(c: &OtlpConfig) -> Result<Self, StartError> {
+        GrpcSender::with(c, TRACES)
+    }
+
+    /// `LogsService/Export`: its response is the trace service's, field for
+    /// field (a partial success with a count and a message), so the same
+    /// decoder reads it.
+    pub fn logs(c: &OtlpConfig) -> Result<Self, StartError> {
+        GrpcSender::with(c, LOGS)
+    }
+
     /// Connects lazily: a collector that is down at start-up is an export
     /// failure to retry, not a reason to refuse to start.
-    pub fn new(c: &OtlpConfig) -> Result<Self, StartError> {
+    fn with(c: &OtlpConfig, (service, path): (&'static str, &'static str)) -> Result<Self, StartError> {
         let mut endpoint =
             Endpoint::from(c.url.clone()).connect_timeout(c.timeout).timeout(c.timeout).tcp_nodelay(true);
         if c.url.scheme_str() == Some("https") {
@@ -52,21 +70,21 @@ impl GrpcSender {
             let value = MetadataValue::try_from(v.as_bytes()).map_err(|_| bad())?;
             metadata.append(key, value);
         }
-        Ok(GrpcSender { client, metadata, timeout: c.timeout })
+        Ok(GrpcSender { client, metadata, timeout: c.timeout, service, path })
     }
 
-    /// `body` is an encoded `ExportTraceServiceRequest` (so the spool can
-    /// keep the same bytes for every transport).
+    /// `body` is an encoded `ExportTraceServiceRequest` (or logs request;
+    /// so the spool can keep the same bytes for every transport).
     pub async fn send(&self, body: Bytes) -> Outcome {
         let mut req = tonic::Request::new(body);
         *req.metadata_mut() = self.metadata.clone();
         req.set_timeout(self.timeout);
-        req.extensions_mut().insert(tonic::GrpcMethod::new(SERVICE, "Export"));
+        req.extensions_mut().insert(tonic::GrpcMethod::new(self.service, "Export"));
         let mut client = self.client.clone();
         if let Err(e) = client.ready().await {
             return classify_grpc(&Status::unknown(format!("Service was not ready: {e}")));
         }
-        match client.unary(req, PathAndQuery::from_static(EXPORT_PATH), PreEncoded).await {
+        match client.unary(req, PathAndQuery::from_static(self.path), PreEncoded).await {
             Ok(resp) => match resp.into_inner().partial_success {
                 Some(p) => Outcome::Ok { rejected: p.rejected_spans, message: p.error_message },
                 None => Outcome::Ok { rejected: 0, message: String::new() },

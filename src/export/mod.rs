@@ -40,6 +40,15 @@ pub struct SpanSink {
     tx: mpsc::Sender<SpanRecord>,
     stats: Arc<ExportStats>,
     keep_slower_than: Option<Duration>,
+    /// The access log goes out as OTLP log records: every request's record
+    /// travels the queue, the sampled-out ones only as log records.
+    logs: bool,
+}
+
+/// Whether a record in the queue is exported as a span (the rest are
+/// there for the access log's records only).
+fn kept(s: &SpanRecord) -> bool {
+    s.sampled || s.tail
 }
 
 impl SpanSink {
@@ -49,6 +58,9 @@ impl SpanSink {
             let slow = self.keep_slower_than.is_some_and(|t| span.duration_nanos() > t.as_nanos() as u64);
             if !(span.is_error() || slow) {
                 self.stats.sampled_out.fetch_add(1, Ordering::Relaxed);
+                if self.logs && self.tx.try_send(span).is_err() {
+                    self.stats.log_records_dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                }
                 return;
             }
             span.tail = true;
@@ -67,9 +79,18 @@ impl SpanSink {
 
 #[derive(Clone, Copy, Debug)]
 enum Encoding {
-    OtlpProtobuf { gzip: bool },
-    OtlpJson { gzip: bool },
+    OtlpProtobuf {
+        gzip: bool,
+    },
+    OtlpJson {
+        gzip: bool,
+    },
     ZipkinJson,
+    /// The access log as OTLP log records.
+    OtlpLogs {
+        json: bool,
+        gzip: bool,
+    },
 }
 
 struct Output {
@@ -120,6 +141,20 @@ impl Pipeline {
             };
             exporters.push((name, encoding, transport));
         }
+        if let Some(o) = &x.otlp_logs {
+            let json = o.protocol == OtlpProtocol::HttpJson;
+            let transport = match o.protocol {
+                OtlpProtocol::Grpc => Transport::Grpc(grpc_sender::GrpcSender::logs(o)?),
+                _ => {
+                    let fmt = if json { Format::OtlpJson } else { Format::OtlpProtobuf };
+                    let sender =
+                        HttpSender::new(o.url.clone(), o.headers.clone(), fmt, o.gzip, o.timeout, o.http_tls.clone());
+                    Transport::Http(sender)
+                }
+            };
+            let gzip = o.gzip && o.protocol != OtlpProtocol::Grpc;
+            exporters.push(("otlp_logs", Encoding::OtlpLogs { json, gzip }, transport));
+        }
         if let Some(z) = &x.zipkin {
             let sender = HttpSender::new(
                 z.url.clone(),
@@ -159,7 +194,12 @@ impl Pipeline {
             all_stats.push(stats);
         }
         let stats = Arc::new(ExportStats::new(config.queue_size as u64, all_stats));
-        let sink = SpanSink { tx, stats: stats.clone(), keep_slower_than: x.sampling.keep_slower_than };
+        let sink = SpanSink {
+            tx,
+            stats: stats.clone(),
+            keep_slower_than: x.sampling.keep_slower_than,
+            logs: x.otlp_logs.is_some(),
+        };
         Ok(Pipeline {
             sink,
             ring: Arc::new(Ring::new(config.trace_buffer)),
@@ -237,13 +277,30 @@ async fn flush(
     ring: &Ring,
     spans: &mut Vec<SpanRecord>,
 ) {
+    // Records there only for the access log go last, out of the spans'
+    // encodings and the ring.
+    let spans_only = match spans.iter().all(kept) {
+        true => spans.len(),
+        false => {
+            spans.sort_unstable_by_key(|s| !kept(s));
+            spans.partition_point(kept)
+        }
+    };
     for out in outputs {
-        let payload = encode(encoder, wire, spans, out.encoding);
-        let batch = Batch { payload, spans: spans.len() as u32, spooled: None };
+        let these = match out.encoding {
+            Encoding::OtlpLogs { .. } => &spans[..],
+            _ => &spans[..spans_only],
+        };
+        if these.is_empty() {
+            continue;
+        }
+        let payload = encode(encoder, wire, these, out.encoding);
+        let batch = Batch { payload, spans: these.len() as u32, spooled: None };
         // Waiting here pushes back on the queue, where spans are counted
         // when dropped; it never reaches the request path.
         let _ = out.tx.send(batch).await;
     }
+    spans.truncate(spans_only);
     ring.extend(spans.drain(..));
 }
 
@@ -266,5 +323,11 @@ fn encode(encoder: &Encoder, wire: &mut ProtoWriter, spans: &[SpanRecord], encod
             Bytes::from(if z { gzip(&raw) } else { raw })
         }
         Encoding::ZipkinJson => Bytes::from(serde_json::to_vec(&zipkin::encode(encoder, spans)).unwrap_or_default()),
+        Encoding::OtlpLogs { json, gzip: z } => {
+            let req = encoder.logs_request(spans);
+            let raw =
+                if json { serde_json::to_vec(&req).unwrap_or_default() } else { prost::Message::encode_to_vec(&req) };
+            Bytes::from(if z { gzip(&raw) } else { raw })
+        }
     }
 }

@@ -7,10 +7,14 @@
 use crate::config::Resource;
 use crate::trace::SpanRecord;
 use crate::trace::semconv::{self, AttrValue, SCHEMA_URL, Scratch};
+use crate::vocab::protocol_version;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::Link};
 
 /// What the conversion needs besides the spans.
 pub struct Encoder {
@@ -19,30 +23,90 @@ pub struct Encoder {
 }
 
 pub(crate) const SCOPE_NAME: &str = "sidetrace";
+/// The `event_name` of an access-log record.
+pub const LOG_EVENT: &str = "sidetrace.access";
 pub(crate) const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Encoder {
     pub fn request(&self, spans: &[SpanRecord]) -> ExportTraceServiceRequest {
         let mut scratch = Scratch::default();
-        let resource = OtlpResource {
-            attributes: self.resource.attributes.iter().map(|(k, v)| kv(k, Value::StringValue(v.clone()))).collect(),
-            ..Default::default()
-        };
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(resource),
+                resource: Some(self.resource()),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.into(),
-                        version: SCOPE_VERSION.into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(self.scope()),
                     spans: spans.iter().map(|s| self.span_with(s, &mut scratch)).collect(),
                     schema_url: SCHEMA_URL.into(),
                 }],
                 schema_url: SCHEMA_URL.into(),
             }],
         }
+    }
+
+    /// The access log as OTLP log records, one per request, each carrying
+    /// its request's trace and span ids (as Envoy's OpenTelemetry access
+    /// logger sends them). The attributes are the span's, without the
+    /// query string, which the access log never writes.
+    pub fn logs_request(&self, spans: &[SpanRecord]) -> ExportLogsServiceRequest {
+        let mut scratch = Scratch::default();
+        let records = spans
+            .iter()
+            .map(|s| {
+                let v = self.view(s, &mut scratch);
+                let error = v.status == StatusCode::Error;
+                let attributes = v
+                    .attributes()
+                    .iter()
+                    .filter(|(k, _)| *k != "url.query")
+                    .map(|&(k, value)| kv(k, any(value)))
+                    .collect();
+                let body = format!(
+                    "{} {} {} HTTP/{} {} {:.3}ms",
+                    s.direction.as_str(),
+                    s.method,
+                    s.uri.path(),
+                    protocol_version(s.version),
+                    s.status.unwrap_or(0),
+                    s.duration_nanos() as f64 / 1e6,
+                );
+                LogRecord {
+                    time_unix_nano: v.end_nanos,
+                    observed_time_unix_nano: v.end_nanos,
+                    // SeverityNumber: INFO is 9, WARN 13.
+                    severity_number: if error { 13 } else { 9 },
+                    severity_text: if error { "WARN" } else { "INFO" }.into(),
+                    body: Some(AnyValue { value: Some(Value::StringValue(body)) }),
+                    attributes,
+                    flags: u32::from(s.sampled),
+                    trace_id: s.trace_id.0.to_vec(),
+                    span_id: s.span_id.0.to_vec(),
+                    event_name: LOG_EVENT.into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(self.resource()),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(self.scope()),
+                    log_records: records,
+                    schema_url: SCHEMA_URL.into(),
+                }],
+                schema_url: SCHEMA_URL.into(),
+            }],
+        }
+    }
+
+    fn resource(&self) -> OtlpResource {
+        OtlpResource {
+            attributes: self.resource.attributes.iter().map(|(k, v)| kv(k, Value::StringValue(v.clone()))).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn scope(&self) -> InstrumentationScope {
+        InstrumentationScope { name: SCOPE_NAME.into(), version: SCOPE_VERSION.into(), ..Default::default() }
     }
 
     pub fn span(&self, s: &SpanRecord) -> Span {
@@ -57,20 +121,7 @@ impl Encoder {
 
     fn span_with(&self, s: &SpanRecord, scratch: &mut Scratch) -> Span {
         let v = self.view(s, scratch);
-        let attributes = v
-            .attributes()
-            .iter()
-            .map(|&(k, value)| {
-                kv(
-                    k,
-                    match value {
-                        AttrValue::Str(x) => Value::StringValue(x.into()),
-                        AttrValue::Int(i) => Value::IntValue(i),
-                        AttrValue::Bool(b) => Value::BoolValue(b),
-                    },
-                )
-            })
-            .collect();
+        let attributes = v.attributes().iter().map(|&(k, value)| kv(k, any(value))).collect();
         Span {
             trace_id: s.trace_id.0.to_vec(),
             span_id: s.span_id.0.to_vec(),
@@ -82,9 +133,27 @@ impl Encoder {
             start_time_unix_nano: v.start_nanos,
             end_time_unix_nano: v.end_nanos,
             attributes,
+            links: v
+                .links
+                .iter()
+                .map(|l| Link {
+                    trace_id: l.trace_id.0.to_vec(),
+                    span_id: l.span_id.0.to_vec(),
+                    flags: semconv::link_flags(l),
+                    ..Default::default()
+                })
+                .collect(),
             status: Some(Status { code: v.status as i32, message: String::new() }),
             ..Default::default()
         }
+    }
+}
+
+fn any(value: AttrValue) -> Value {
+    match value {
+        AttrValue::Str(x) => Value::StringValue(x.into()),
+        AttrValue::Int(i) => Value::IntValue(i),
+        AttrValue::Bool(b) => Value::BoolValue(b),
     }
 }
 

@@ -14,7 +14,7 @@
 
 use super::otlp::{Encoder, SCOPE_NAME, SCOPE_VERSION};
 use crate::trace::SpanRecord;
-use crate::trace::semconv::{AttrValue, SCHEMA_URL, Scratch, SpanView};
+use crate::trace::semconv::{self, AttrValue, SCHEMA_URL, Scratch, SpanView};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
@@ -191,9 +191,14 @@ fn span_len(s: &SpanRecord, v: &SpanView) -> usize {
         + fixed64(v.start_nanos)
         + fixed64(v.end_nanos)
         + v.attributes().iter().map(|&(k, a)| field_len(kv_len(k, a))).sum::<usize>()
+        + v.links.len() * field_len(LINK_LEN)
         + field_len(status_len(v.status as i32))
         + if v.flags == 0 { 0 } else { key_len(16) + 4 }
 }
+
+/// A link to a span in this process: trace id, span id and flags, which
+/// are never zero (they say "not remote").
+const LINK_LEN: usize = 2 + 16 + 2 + 8 + 1 + 4;
 
 /// `ScopeSpans.spans` (tag 2): one `Span`, fields in tag order.
 fn put_span(buf: &mut BytesMut, s: &SpanRecord, v: &SpanView) {
@@ -217,6 +222,14 @@ fn put_span(buf: &mut BytesMut, s: &SpanRecord, v: &SpanView) {
     }
     for &(k, a) in v.attributes() {
         put_kv(buf, 9, k, a);
+    }
+    // `Span.links` (tag 13): `Link { trace_id = 1; span_id = 2; flags = 6 }`.
+    for l in v.links {
+        put_len(buf, 13, LINK_LEN);
+        put_bytes(buf, 1, &l.trace_id.0);
+        put_bytes(buf, 2, &l.span_id.0);
+        encode_key(6, WireType::ThirtyTwoBit, buf);
+        buf.put_u32_le(semconv::link_flags(l));
     }
     let code = v.status as i32;
     put_len(buf, 15, status_len(code));
@@ -302,6 +315,8 @@ mod tests {
             upstream: Some(Upstream::Addr(SocketAddr::from(([10, 0, 0, 1], 8080)))),
             client: SocketAddr::from(([10, 1, 2, 3], 40000 + i as u16)),
             user_agent: Some("curl/8.5.0".parse().unwrap()),
+            peer_service: None,
+            stitching: Default::default(),
             status: Some(200),
             grpc_status: None,
             request_body_size: 0,
@@ -441,6 +456,20 @@ mod tests {
             s.uri = format!("/a/{}", "x".repeat(300)).parse().unwrap();
             s.user_agent = Some(http::HeaderValue::from_str(&"ua".repeat(100)).unwrap());
             s.compact();
+        });
+        add(16, &|s| {
+            s.direction = Direction::Outbound;
+            s.parent_span_id = Some(SpanId([3; 8]));
+            s.stitching = crate::trace::Stitching::Joined;
+        });
+        add(17, &|s| {
+            s.direction = Direction::Outbound;
+            let link = |n: u8| crate::trace::LinkedSpan {
+                trace_id: TraceId([n; 16]),
+                span_id: SpanId([n; 8]),
+                sampled: n.is_multiple_of(2),
+            };
+            s.stitching = crate::trace::Stitching::Linked { links: (1..=8).map(link).collect(), candidates: 12 };
         });
         out
     }

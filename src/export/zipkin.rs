@@ -76,7 +76,7 @@ fn convert(encoder: &Encoder, s: &Span) -> ZipkinSpan {
         s.attributes.iter().map(|kv| (kv.key.clone(), value_string(&kv.value))).collect();
     let tag = |k: &str| tags.get(k).cloned();
     let port = |k: &str| tags.get(k).and_then(|p| p.parse::<u16>().ok());
-    let remote = if s.kind == SpanKind::Client as i32 {
+    let mut remote = if s.kind == SpanKind::Client as i32 {
         endpoint(
             tag("network.peer.address").or_else(|| tag("server.address")),
             port("network.peer.port").or(port("server.port")),
@@ -84,6 +84,10 @@ fn convert(encoder: &Encoder, s: &Span) -> ZipkinSpan {
     } else {
         endpoint(tag("client.address"), port("client.port"))
     };
+    // Zipkin names the remote service on the endpoint, as peer.service does.
+    if let (Some(r), Some(peer)) = (remote.as_mut(), tag("peer.service")) {
+        r.service_name = Some(peer);
+    }
     if let Some(status) = &s.status
         && status.code == StatusCode::Error as i32
     {

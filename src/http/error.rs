@@ -17,6 +17,8 @@ pub enum ProxyError {
     ConnectionRefused,
     #[error("the destination is this proxy's own listener: the request would loop")]
     LoopDetected,
+    #[error("the destination is one of this proxy's own ports, which it never forwards to")]
+    OwnPort,
     #[error("could not connect to the upstream: {0}")]
     ConnectFailed(std::io::Error),
     #[error("connecting to the upstream timed out")]
@@ -47,6 +49,7 @@ impl ProxyError {
             | ProxyError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+            ProxyError::OwnPort => StatusCode::FORBIDDEN,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,6 +61,7 @@ impl ProxyError {
             ProxyError::ConnectionRefused => ErrorType::ConnectionRefused,
             ProxyError::ConnectFailed(_) => ErrorType::ConnectError,
             ProxyError::LoopDetected => ErrorType::LoopDetected,
+            ProxyError::OwnPort => ErrorType::OwnPort,
             ProxyError::ConnectTimeout => ErrorType::ConnectTimeout,
             ProxyError::ResponseTimeout => ErrorType::ResponseTimeout,
             ProxyError::UpstreamReset(_) => ErrorType::UpstreamReset,
@@ -99,6 +103,7 @@ impl From<DialError> for ProxyError {
             DialError::Refused => ProxyError::ConnectionRefused,
             DialError::Timeout => ProxyError::ConnectTimeout,
             DialError::Loop => ProxyError::LoopDetected,
+            DialError::OwnPort => ProxyError::OwnPort,
             DialError::Failed(e) => ProxyError::ConnectFailed(e),
         }
     }

@@ -16,8 +16,8 @@ use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
 use super::headers::{strip_hop_by_hop, to_origin_form, wants_upgrade};
 use super::request_body::ForwardBody;
-use super::shared::Shared;
-use crate::trace::context;
+use super::shared::{SERVICE_HEADER, Shared};
+use crate::trace::{context, tracestate};
 use crate::vocab::Direction;
 use http::{Method, Request, StatusCode, Version};
 use std::future::Future;
@@ -90,5 +90,13 @@ async fn forward(f: Forward, x: Exchange) -> Result<Forwarded, ProxyError> {
         return Ok(Forwarded::Upgraded { head, client, upstream, upstream_wait });
     }
     strip_hop_by_hop(resp.headers_mut(), false);
+    // Inbound, a request that came through another sidetrace learns whose
+    // service answered; its sidecar strips the header before its app sees it.
+    if shared.direction == Direction::Inbound
+        && let (Some(a), Some(ts)) = (&shared.announce, &context.tracestate)
+        && tracestate::own_entry(ts.as_bytes()).is_some()
+    {
+        resp.headers_mut().insert(SERVICE_HEADER.clone(), a.service.clone());
+    }
     Ok(Forwarded::Response { resp, release, upstream_wait })
 }

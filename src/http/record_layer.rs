@@ -21,11 +21,14 @@ use super::destination::destination;
 use super::error::ProxyError;
 use super::exchange::{Exchange, Forwarded};
 use super::response_body::{ProxyBody, grpc_status};
-use super::shared::Shared;
+use super::shared::{SERVICE_HEADER, Shared};
 use super::upgrade;
 use crate::record::InFlight;
+use crate::record::stitch::{Registration, Stitch};
 use crate::trace::context::SpanContext;
-use crate::trace::{SpanRecord, Upstream};
+use crate::trace::tracestate;
+use crate::trace::{LinkedSpan, SpanRecord, Stitching, Upstream};
+use crate::vocab::Direction;
 use bytes::Bytes;
 use http::header::{HOST, USER_AGENT};
 use http::uri::Scheme;
@@ -85,9 +88,42 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> RecordFuture<S::Future> {
         let started = Instant::now();
-        let context = SpanContext::start(req.headers(), req.uri().path(), &self.shared.sampler);
+        let shared = &self.shared;
+        let mut stitching = Stitching::None;
+        let stitch = shared.stitch.as_ref().filter(|_| shared.direction == Direction::Outbound);
+        let mut context = SpanContext::start_with(req.headers(), req.uri().path(), &shared.sampler, || {
+            match stitch?.lookup() {
+                Stitch::Alone => None,
+                Stitch::Join(parent) => {
+                    stitching = Stitching::Joined;
+                    Some(parent)
+                }
+                Stitch::Ambiguous { links, candidates } => {
+                    // The one allocation stitching makes, and only when it
+                    // cannot tell which request a call belongs to.
+                    stitching = Stitching::Linked { links: links.iter().copied().collect(), candidates };
+                    None
+                }
+            }
+        });
+        if let (Direction::Outbound, Some(a)) = (self.shared.direction, &self.shared.announce) {
+            // Outbound, this service's name goes first in tracestate, for the
+            // next sidecar to name its caller; the CLIENT span records it too.
+            let entry = &a.tracestate_entry;
+            context.tracestate =
+                Some(tracestate::with_own_entry(context.tracestate.as_ref(), entry).unwrap_or_else(|| entry.clone()));
+        }
         let dest = destination(&self.shared, &self.conn, &req);
-        let span = span_record(&self.shared, &self.conn, &req, &context, dest.as_ref().ok());
+        let mut span = span_record(&self.shared, &self.conn, &req, &context, dest.as_ref().ok());
+        span.stitching = stitching;
+        // Inbound, the request is a parent for the app's calls until its
+        // response head leaves.
+        let registration = match &self.shared.stitch {
+            Some(r) if self.shared.direction == Direction::Inbound && !span.probe => {
+                Some(r.register(LinkedSpan { trace_id: span.trace_id, span_id: span.span_id, sampled: span.sampled }))
+            }
+            _ => None,
+        };
         let mut rec = InFlight::new(self.shared.recorder.clone(), span, started);
         let dest = match dest {
             Ok(d) => d,
@@ -95,7 +131,7 @@ where
         };
         let request_bytes = (!req.body().is_end_stream()).then(|| rec.request_counter());
         let inner = self.inner.call(Exchange { req, dest, context, request_bytes });
-        RecordFuture::Forwarding { inner, rec: Some(rec), started, shared: self.shared.clone() }
+        RecordFuture::Forwarding { inner, rec: Some(rec), started, shared: self.shared.clone(), registration }
     }
 }
 
@@ -130,6 +166,8 @@ fn span_record(
         upstream: dest.cloned(),
         client: conn.client,
         user_agent: req.headers().get(USER_AGENT).cloned(),
+        peer_service: None,
+        stitching: Default::default(),
         status: None,
         grpc_status: None,
         request_body_size: 0,
@@ -152,6 +190,7 @@ pin_project! {
             rec: Option<InFlight>,
             started: Instant,
             shared: Arc<Shared>,
+            registration: Option<Registration>,
         },
         Answered { resp: Option<Response<ProxyBody>> },
     }
@@ -173,8 +212,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             RecordProj::Answered { resp } => Poll::Ready(Ok(resp.take().expect("polled after completion"))),
-            RecordProj::Forwarding { inner, rec, started, shared } => {
+            RecordProj::Forwarding { inner, rec, started, shared, registration } => {
                 let result = ready!(inner.poll(cx));
+                registration.take();
                 let rec = rec.take().expect("polled after completion");
                 Poll::Ready(Ok(respond(result.map_err(Into::into), rec, *started, shared)))
             }
@@ -195,8 +235,13 @@ fn respond(
             tracing::debug!(error = %e, "request failed");
             local_error(e, rec)
         }
-        Ok(Forwarded::Response { resp, release, upstream_wait }) => {
+        Ok(Forwarded::Response { mut resp, release, upstream_wait }) => {
             rec.set_status(resp.status().as_u16());
+            if shared.direction == Direction::Outbound
+                && let Some(callee) = resp.headers_mut().remove(&SERVICE_HEADER)
+            {
+                rec.set_peer_service(callee);
+            }
             if let Some(code) = grpc_status(resp.headers()) {
                 rec.set_grpc_status(code);
             }
@@ -204,8 +249,13 @@ fn respond(
             shared.metrics.net.overhead(started.elapsed().saturating_sub(upstream_wait));
             resp.map(|b| ProxyBody::upstream(b, rec, release))
         }
-        Ok(Forwarded::Upgraded { head, client, upstream, upstream_wait }) => {
+        Ok(Forwarded::Upgraded { mut head, client, upstream, upstream_wait }) => {
             rec.set_status(head.status.as_u16());
+            if shared.direction == Direction::Outbound
+                && let Some(callee) = head.headers.remove(&SERVICE_HEADER)
+            {
+                rec.set_peer_service(callee);
+            }
             shared.metrics.net.overhead(started.elapsed().saturating_sub(upstream_wait));
             upgrade::spawn_tunnel(client, upstream, rec);
             Response::from_parts(head, ProxyBody::empty())

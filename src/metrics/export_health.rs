@@ -16,6 +16,9 @@ pub struct ExportStats {
     pub sampled_out: AtomicU64,
     /// Spans dropped because the queue in front of the exporters was full.
     pub dropped_queue_full: AtomicU64,
+    /// Access-log records of sampled-out requests (on their way to the
+    /// OTLP logs exporter only) dropped because that queue was full.
+    pub log_records_dropped_queue_full: AtomicU64,
     pub queue_capacity: u64,
     /// Spans waiting in the queue, as the pipeline last saw it.
     pub queue_spans: AtomicU64,
@@ -98,6 +101,14 @@ pub fn render(w: &mut Writer, stats: &ExportStats) -> fmt::Result {
     f.gauge(&[], stats.queue_capacity)?;
     let mut f = w.family("sidetrace_span_queue_spans", Kind::Gauge, None, "Spans waiting in the export queue.")?;
     f.gauge(&[], load(&stats.queue_spans))?;
+
+    let mut f = w.family(
+        "sidetrace_log_records_dropped",
+        Kind::Counter,
+        None,
+        "Access-log records of sampled-out requests, bound for the OTLP logs exporter only, dropped because the export queue was full.",
+    )?;
+    f.counter(&[("reason", "queue_full")], load(&stats.log_records_dropped_queue_full))?;
 
     let exporters = stats.exporters();
     let mut f = w.family(

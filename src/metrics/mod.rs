@@ -20,6 +20,7 @@
 pub mod bounded;
 pub mod expo;
 pub mod export_health;
+pub mod graph;
 pub mod histogram;
 pub mod live;
 pub mod native;
@@ -47,6 +48,7 @@ use writer::{Kind, Writer};
 pub struct Metrics {
     pub inbound: Arc<DirectionMetrics>,
     pub outbound: Arc<DirectionMetrics>,
+    pub graph: Arc<graph::Graph>,
     started: Instant,
 }
 
@@ -56,6 +58,8 @@ pub struct DirectionMetrics {
     pub red: red::Red,
     pub net: net::Net,
     pub refusals: refusals::Refusals,
+    /// Shared by both directions: an edge is seen from either end.
+    pub graph: Arc<graph::Graph>,
 }
 
 impl DirectionMetrics {
@@ -65,6 +69,7 @@ impl DirectionMetrics {
 
     pub fn record(&self, span: &SpanRecord) {
         self.red.record(span);
+        self.graph.record(span);
     }
 }
 
@@ -100,19 +105,23 @@ impl Stats {
 
 impl Metrics {
     /// `max_routes` bounds each direction's distinct routes, outbound
-    /// server addresses and TLS server names.
-    pub fn new(max_routes: usize) -> Metrics {
+    /// server addresses, TLS server names and service-graph peers;
+    /// `service` is this sidecar's `service.name`.
+    pub fn new(service: &str, max_routes: usize) -> Metrics {
+        let graph = Arc::new(graph::Graph::new(service, max_routes));
         let direction = |direction| {
             Arc::new(DirectionMetrics {
                 direction,
                 red: red::Red::new(direction, max_routes),
                 net: net::Net::new(max_routes),
                 refusals: refusals::Refusals::default(),
+                graph: graph.clone(),
             })
         };
         Metrics {
             inbound: direction(Direction::Inbound),
             outbound: direction(Direction::Outbound),
+            graph,
             started: Instant::now(),
         }
     }
@@ -145,6 +154,7 @@ impl Metrics {
         for d in self.both() {
             d.red.render(w)?;
         }
+        self.graph.render(w)?;
         let dirs = self.both().map(|d| (d.direction.as_str(), &d.net));
         net::render(w, &dirs)?;
         refusals::render(w, &self.both().map(|d| (d.direction.as_str(), &d.refusals)))?;
@@ -169,6 +179,10 @@ impl Metrics {
             }
             let n = net::tls_name_overflow(&d.net);
             f.counter(&[("direction", d.direction.as_str()), ("label", "tls_server_name")], n)?;
+        }
+        for d in self.both() {
+            let n = self.graph.overflowed(d.direction);
+            f.counter(&[("direction", d.direction.as_str()), ("label", "service_graph_peer")], n)?;
         }
         let mut f = w.family(
             "sidetrace_routes",

@@ -19,7 +19,7 @@ use super::native::NativeHistogram;
 use super::writer::{BYTES, Family, Kind, SECONDS, Writer};
 use crate::trace::semconv::plain_authority;
 use crate::trace::{SpanRecord, Upstream};
-use crate::vocab::{Direction, METHODS, SCHEMES, method_index, protocol_version, version_index};
+use crate::vocab::{Direction, ErrorType, METHODS, SCHEMES, method_index, protocol_version, version_index};
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -50,6 +50,7 @@ struct Key {
     route: u32,
     server: u32,
     status: u16,
+    error: u8,
     method: u8,
     version: u8,
     https: bool,
@@ -68,6 +69,9 @@ struct Series {
     route: Arc<Entry<RouteStats>>,
     server: Option<Arc<Entry<Server>>>,
     status: Option<u16>,
+    /// `error.type` of a failed request: a bounded set (the proxy's own
+    /// failures, or the status code).
+    error_type: Option<Box<str>>,
     method: &'static str,
     version: &'static str,
     scheme: &'static str,
@@ -90,6 +94,9 @@ impl Series {
         if let Some(s) = &self.server {
             l.push(("server_address", &s.value.address));
             l.push(("server_port", &s.value.port));
+        }
+        if let Some(e) = &self.error_type {
+            l.push(("error_type", e));
         }
         l
     }
@@ -151,6 +158,7 @@ impl Red {
             route: route.id,
             server: server.as_ref().map_or(0, |s| s.id),
             status: span.status.unwrap_or(0),
+            error: error_index(span.error),
             method: method as u8,
             version: version_index(span.version) as u8,
             https: span.scheme_https,
@@ -162,6 +170,7 @@ impl Red {
                 route,
                 server,
                 status: span.status,
+                error_type: span.error.map(|e| e.as_str().into()),
                 method: METHODS[method],
                 version: protocol_version(span.version),
                 scheme: SCHEMES[span.scheme_https as usize],
@@ -256,6 +265,28 @@ impl Red {
     }
 }
 
+/// A failed request's `error.type` as a small number for the series key:
+/// the status code is in the key already, and gRPC codes share one value.
+fn error_index(e: Option<ErrorType>) -> u8 {
+    match e {
+        None => 0,
+        Some(ErrorType::ConnectionRefused) => 1,
+        Some(ErrorType::ConnectError) => 2,
+        Some(ErrorType::ConnectTimeout) => 3,
+        Some(ErrorType::ResponseTimeout) => 4,
+        Some(ErrorType::UpstreamReset) => 5,
+        Some(ErrorType::UpstreamProtocol) => 6,
+        Some(ErrorType::NoDestination) => 7,
+        Some(ErrorType::LoopDetected) => 8,
+        Some(ErrorType::ClientAborted) => 9,
+        Some(ErrorType::RequestBody) => 10,
+        Some(ErrorType::Internal) => 11,
+        Some(ErrorType::Status(_)) => 12,
+        Some(ErrorType::Grpc(_)) => 13,
+        Some(ErrorType::OwnPort) => 14,
+    }
+}
+
 /// `server.address`/`server.port` as the span exporter reports them: the
 /// authority the client asked for (Host, `:authority`), else the upstream.
 /// Writes the table key, `host port`, into `buf`.
@@ -281,13 +312,13 @@ fn server_key(span: &SpanRecord, buf: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::trace::route::RouteTemplates;
     use crate::trace::{SpanId, TraceId};
     use std::net::SocketAddr;
 
-    fn span(direction: Direction, method: &str, uri: &str, host: Option<&str>) -> SpanRecord {
+    pub(crate) fn span(direction: Direction, method: &str, uri: &str, host: Option<&str>) -> SpanRecord {
         let start = SystemTime::now();
         SpanRecord {
             trace_id: TraceId([1; 16]),
@@ -310,6 +341,8 @@ mod tests {
             upstream: Some(Upstream::Addr(SocketAddr::from(([10, 0, 0, 1], 8080)))),
             client: SocketAddr::from(([127, 0, 0, 1], 5555)),
             user_agent: None,
+            peer_service: None,
+            stitching: Default::default(),
             status: Some(200),
             grpc_status: None,
             request_body_size: 10,
@@ -391,7 +424,7 @@ mod tests {
 
     #[test]
     fn stats_table_lists_routes_per_direction() {
-        let m = super::super::Metrics::new(10);
+        let m = super::super::Metrics::new("orders", 10);
         for path in ["/a/1", "/a/2", "/b"] {
             m.inbound.record(&span(Direction::Inbound, "GET", path, None));
         }

@@ -44,6 +44,12 @@ impl InFlight {
         }
     }
 
+    pub fn set_peer_service(&mut self, service: http::HeaderValue) {
+        if let Some(s) = self.span.as_deref_mut() {
+            s.peer_service = Some(service);
+        }
+    }
+
     pub fn set_grpc_status(&mut self, code: u32) {
         if let Some(s) = self.span.as_deref_mut() {
             s.grpc_status = Some(code);

@@ -7,6 +7,7 @@
 
 mod inflight;
 mod recorder;
+pub mod stitch;
 
 pub use inflight::InFlight;
 pub use recorder::Recorder;

@@ -7,6 +7,7 @@
 
 use super::ids::{SpanId, TraceId};
 use super::sampling::Sampler;
+use super::span::LinkedSpan;
 use super::tracestate;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -66,10 +67,27 @@ impl SpanContext {
     /// The context phase of a request: its parent's context if it carried a
     /// valid one, a new trace otherwise, and the head sampler's decision.
     pub fn start(headers: &HeaderMap, path: &str, sampler: &Sampler) -> SpanContext {
+        SpanContext::start_with(headers, path, sampler, || None)
+    }
+
+    /// `start`, but a request that carries no context at all (no ids, no
+    /// sampling decision) asks `local_parent` for one: a span in this
+    /// process that it continues (stitching).
+    pub fn start_with(
+        headers: &HeaderMap,
+        path: &str,
+        sampler: &Sampler,
+        local_parent: impl FnOnce() -> Option<LinkedSpan>,
+    ) -> SpanContext {
         let ctx = extract(headers);
-        let (trace_id, parent_span_id, parent_sampled, tracestate) = match ctx.parent {
-            Some(p) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
-            None => (TraceId::random(), None, ctx.sampled_hint, None),
+        let local = match (&ctx.parent, ctx.sampled_hint) {
+            (None, None) => local_parent(),
+            _ => None,
+        };
+        let (trace_id, parent_span_id, parent_sampled, tracestate) = match (ctx.parent, local) {
+            (Some(p), _) => (p.trace_id, Some(p.span_id), p.sampled, p.tracestate),
+            (None, Some(l)) => (l.trace_id, Some(l.span_id), Some(l.sampled), None),
+            (None, None) => (TraceId::random(), None, ctx.sampled_hint, None),
         };
         SpanContext {
             trace_id,

@@ -14,4 +14,4 @@ pub mod tracestate;
 
 pub use crate::vocab::ErrorType;
 pub use ids::{SpanId, TraceId};
-pub use span::{SpanRecord, Upstream};
+pub use span::{LinkedSpan, SpanRecord, Stitching, Upstream};

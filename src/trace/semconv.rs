@@ -8,7 +8,7 @@
 
 use super::SpanRecord;
 use super::redact::redact_query;
-use super::span::Upstream;
+use super::span::{LinkedSpan, Stitching, Upstream};
 use crate::vocab::{Direction, ErrorType, method_attr, protocol_version};
 use http::Method;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
@@ -68,7 +68,10 @@ pub fn view<'a>(s: &'a SpanRecord, redact_query_keys: &[String], scratch: &'a mu
     let mut v = SpanView {
         name: scratch.get(name),
         trace_state: s.tracestate.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
-        flags: u32::from(s.sampled) | HAS_IS_REMOTE | if s.parent_span_id.is_some() { IS_REMOTE } else { 0 },
+        // A stitched span's parent is the inbound span in this process.
+        flags: u32::from(s.sampled)
+            | HAS_IS_REMOTE
+            | if s.parent_span_id.is_some() && s.stitching != Stitching::Joined { IS_REMOTE } else { 0 },
         kind: match s.direction {
             Direction::Inbound => SpanKind::Server,
             Direction::Outbound => SpanKind::Client,
@@ -78,6 +81,10 @@ pub fn view<'a>(s: &'a SpanRecord, redact_query_keys: &[String], scratch: &'a mu
         status: if s.is_error() { StatusCode::Error } else { StatusCode::Unset },
         attrs: [("", AttrValue::Bool(false)); MAX_ATTRS],
         len: 0,
+        links: match &s.stitching {
+            Stitching::Linked { links, .. } => links,
+            _ => &[],
+        },
     };
     v.push("http.request.method", AttrValue::Str(method));
     if method == "_OTHER" {
@@ -118,10 +125,26 @@ pub fn view<'a>(s: &'a SpanRecord, redact_query_keys: &[String], scratch: &'a mu
     if let Some(e) = error {
         v.push("error.type", AttrValue::Str(scratch.get(e)));
     }
+    if let Some(peer) = s.peer_service() {
+        v.push("peer.service", AttrValue::Str(peer));
+    }
+    match &s.stitching {
+        Stitching::None => {}
+        Stitching::Joined => v.push("sidetrace.stitched", AttrValue::Bool(true)),
+        Stitching::Linked { candidates, .. } => {
+            v.push("sidetrace.stitch.candidates", AttrValue::Int((*candidates).into()))
+        }
+    }
     if s.tail {
         v.push("sidetrace.sampling.tail", AttrValue::Bool(true));
     }
     v
+}
+
+/// OTLP flags of a link to a span in this process: its W3C flags, and
+/// "not remote".
+pub fn link_flags(l: &LinkedSpan) -> u32 {
+    u32::from(l.sampled) | HAS_IS_REMOTE
 }
 
 fn nanos(t: std::time::SystemTime) -> u64 {
@@ -129,7 +152,7 @@ fn nanos(t: std::time::SystemTime) -> u64 {
 }
 
 /// The most attributes `view` ever sets on one span.
-const MAX_ATTRS: usize = 20;
+const MAX_ATTRS: usize = 24;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AttrValue<'a> {
@@ -148,6 +171,8 @@ pub struct SpanView<'a> {
     pub start_nanos: u64,
     pub end_nanos: u64,
     pub status: StatusCode,
+    /// The inbound spans an unstitched outbound call links to.
+    pub links: &'a [LinkedSpan],
     attrs: [(&'static str, AttrValue<'a>); MAX_ATTRS],
     len: usize,
 }

@@ -40,11 +40,39 @@ pub struct SpanRecord {
     pub upstream: Option<Upstream>,
     pub client: SocketAddr,
     pub user_agent: Option<HeaderValue>,
+    /// CLIENT spans: the callee's service, as its sidecar answered it
+    /// (`sidetrace-service`). A SERVER span's caller is read from its
+    /// `tracestate` instead (`caller_service`).
+    pub peer_service: Option<HeaderValue>,
+    /// CLIENT spans: how stitching placed a call that carried no context.
+    pub stitching: Stitching,
     pub status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub request_body_size: u64,
     pub response_body_size: u64,
     pub error: Option<ErrorType>,
+}
+
+/// A span context another span is stitched under or links to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkedSpan {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub sampled: bool,
+}
+
+/// Where stitching put an outbound call that carried no trace context.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stitching {
+    /// The call carried context, stitching is off, or nothing was in
+    /// flight.
+    #[default]
+    None,
+    /// Made the child of the one inbound request in flight.
+    Joined,
+    /// A trace of its own, linked to the inbound requests in flight
+    /// (`candidates` of them, at most `record::stitch::MAX_LINKS` linked).
+    Linked { links: Box<[LinkedSpan]>, candidates: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +115,9 @@ impl SpanRecord {
         if let Ok(uri) = Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(text.as_bytes())) {
             self.uri = uri;
         }
-        for v in [&mut self.host, &mut self.user_agent, &mut self.tracestate].into_iter().flatten() {
+        for v in
+            [&mut self.host, &mut self.user_agent, &mut self.tracestate, &mut self.peer_service].into_iter().flatten()
+        {
             *v = own(v);
         }
         if let Some(a) = authority {
@@ -98,6 +128,15 @@ impl SpanRecord {
                 http::uri::Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(a.as_str().as_bytes()))
         {
             *a = owned;
+        }
+    }
+
+    /// `peer.service`: the service on the other end, when a sidetrace there
+    /// said it.
+    pub fn peer_service(&self) -> Option<&str> {
+        match self.direction {
+            Direction::Inbound => self.tracestate.as_ref().and_then(|t| super::tracestate::own_entry(t.as_bytes())),
+            Direction::Outbound => self.peer_service.as_ref().and_then(|v| v.to_str().ok()),
         }
     }
 

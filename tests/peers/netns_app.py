@@ -12,7 +12,7 @@ network-namespace tests (tests/k8s_init_net.rs).
       The service outside the pod. Answers BODY to a GET (an empty 200 to a
       POST, as an OTLP/HTTP collector does) and, before answering, appends a
       JSON line to RECORD: the method, the path, the client's address and
-      every `traceparent` received.
+      every `traceparent` and `tracestate` received.
 """
 
 import http.server
@@ -81,6 +81,7 @@ def service(bind, port, body, record):
                 "path": self.path,
                 "client": self.client_address[0],
                 "traceparent": self.headers.get_all("traceparent", []),
+                "tracestate": self.headers.get_all("tracestate", []),
             }
             with open(record, "a") as f:
                 f.write(json.dumps(seen) + "\n")

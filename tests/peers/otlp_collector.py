@@ -1,7 +1,7 @@
 """A test collector that decodes with the official OpenTelemetry protobufs.
 
-Receives OTLP/HTTP (protobuf and JSON, gzip or not) on /v1/traces, OTLP/gRPC
-(TraceService/Export) and Zipkin v2 JSON on /api/v2/spans. Every batch is
+Receives OTLP/HTTP (protobuf and JSON, gzip or not) on /v1/traces and
+/v1/logs, OTLP/gRPC (TraceService/Export, LogsService/Export) and Zipkin v2 JSON on /api/v2/spans. Every batch is
 decoded with `opentelemetry-proto` (the Python package) and kept; the test
 reads them back with GET /received. POST /control changes how the collector
 answers, to play a failing or stalled backend.
@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 LOCK = threading.Lock()
@@ -29,14 +30,26 @@ CONTROL = {"mode": "ok", "status": 503, "retry_after": None, "until": 0.0, "grpc
 ATTEMPTS = {"failed": 0}
 
 
+def items(doc):
+    """Every span or log record of an OTLP request (as a dict)."""
+    for rs in doc.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            yield from ss.get("spans", [])
+    for rl in doc.get("resourceLogs", []):
+        for sl in rl.get("scopeLogs", []):
+            yield from sl.get("logRecords", [])
+
+
 def hexify(request_dict):
     """OTLP/JSON carries ids as hex; MessageToDict gives base64. Make them hex."""
-    for rs in request_dict.get("resourceSpans", []):
-        for ss in rs.get("scopeSpans", []):
-            for span in ss.get("spans", []):
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    if key in span:
-                        span[key] = base64.b64decode(span[key]).hex()
+    for item in items(request_dict):
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in item:
+                item[key] = base64.b64decode(item[key]).hex()
+        for link in item.get("links", []):
+            for key in ("traceId", "spanId"):
+                if key in link:
+                    link[key] = base64.b64decode(link[key]).hex()
     return request_dict
 
 
@@ -45,16 +58,18 @@ def otlp_json_to_proto3_json(body):
     matters here: trace and span ids are hex, not base64. Convert them, and
     refuse ids that are not the hex the OTLP specification requires."""
     doc = json.loads(body)
-    for rs in doc.get("resourceSpans", []):
-        for ss in rs.get("scopeSpans", []):
-            for span in ss.get("spans", []):
-                for key, size in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16)):
-                    value = span.get(key)
-                    if value in (None, "") and key == "parentSpanId":
-                        continue
-                    if not isinstance(value, str) or len(value) != size or value != value.lower():
-                        raise ValueError(f"{key} {value!r} is not {size} lowercase hex digits")
-                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+    logs = "resourceLogs" in doc
+    for item in items(doc):
+        for key, size in (("traceId", 32), ("spanId", 16), ("parentSpanId", 16)):
+            value = item.get(key)
+            if value in (None, "") and (key == "parentSpanId" or logs):
+                continue
+            if not isinstance(value, str) or len(value) != size or value != value.lower():
+                raise ValueError(f"{key} {value!r} is not {size} lowercase hex digits")
+            item[key] = base64.b64encode(bytes.fromhex(value)).decode()
+        for link in item.get("links", []):
+            for key in ("traceId", "spanId"):
+                link[key] = base64.b64encode(bytes.fromhex(link[key])).decode()
     return json.dumps(doc)
 
 
@@ -119,10 +134,12 @@ class Handler(BaseHTTPRequestHandler):
             extra = {"Retry-After": CONTROL["retry_after"]} if CONTROL["retry_after"] else {}
             self.answer(CONTROL["status"], b"{}", extra=extra)
             return
-        if self.path == "/v1/traces":
+        if self.path in ("/v1/traces", "/v1/logs"):
             data = self.body()
             ctype = self.headers.get("Content-Type", "")
-            req = trace_service_pb2.ExportTraceServiceRequest()
+            logs = self.path == "/v1/logs"
+            pb = logs_service_pb2 if logs else trace_service_pb2
+            req = pb.ExportLogsServiceRequest() if logs else pb.ExportTraceServiceRequest()
             if ctype.startswith("application/x-protobuf"):
                 req.ParseFromString(data)
                 transport = "http/protobuf"
@@ -139,10 +156,11 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Content-Encoding") == "gzip":
                 transport += "+gzip"
             with LOCK:
-                RECEIVED.append({"transport": transport, "request": hexify(json_format.MessageToDict(req)),
+                RECEIVED.append({"transport": transport, "signal": "logs" if logs else "traces",
+                                 "request": hexify(json_format.MessageToDict(req)),
                                  "headers": {k.lower(): v for k, v in self.headers.items()}})
-            resp = trace_service_pb2.ExportTraceServiceResponse()
-            if CONTROL["reject"]:
+            resp = pb.ExportLogsServiceResponse() if logs else pb.ExportTraceServiceResponse()
+            if CONTROL["reject"] and not logs:
                 resp.partial_success.rejected_spans = CONTROL["reject"]
                 resp.partial_success.error_message = "the test collector refuses some spans"
             if ctype.startswith("application/json"):
@@ -169,8 +187,18 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             context.abort(getattr(grpc.StatusCode, CONTROL["grpc_code"]), "the test collector is failing on purpose")
         metadata = {k: v for k, v in context.invocation_metadata()}
         with LOCK:
-            RECEIVED.append({"transport": "grpc", "request": hexify(json_format.MessageToDict(request)), "headers": metadata})
+            RECEIVED.append({"transport": "grpc", "signal": "traces",
+                             "request": hexify(json_format.MessageToDict(request)), "headers": metadata})
         return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def Export(self, request, context):
+        metadata = {k: v for k, v in context.invocation_metadata()}
+        with LOCK:
+            RECEIVED.append({"transport": "grpc", "signal": "logs",
+                             "request": hexify(json_format.MessageToDict(request)), "headers": metadata})
+        return logs_service_pb2.ExportLogsServiceResponse()
 
 
 def main():
@@ -193,6 +221,7 @@ def main():
         http.socket = ctx.wrap_socket(http.socket, server_side=True)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), server)
     grpc_port = server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
     server.start()
     print(f"READY http={http.server_address[1]} grpc={grpc_port}", flush=True)

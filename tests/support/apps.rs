@@ -13,6 +13,9 @@
 //! - `websocket_echo`, `grpc` (tonic's health and reflection services);
 //! - `one_connection`: Python's `http.server.HTTPServer`, which serves one
 //!   connection at a time, as many small services do;
+//! - `relay`: an app with no tracing code that calls a downstream for
+//!   each request through its sidecar, forwarding no header, a bounded
+//!   number of requests at a time (see `relay`);
 //! - `scripted`: answers its Nth connection with the Nth status given and
 //!   closes it, recording each request head (for `wait-ready`);
 //! - `tally`: keeps every byte it receives, and answers each request head
@@ -245,6 +248,101 @@ async fn respond(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respons
             Response::new(full(format!("{n}\n")))
         }
         _ => Response::new(full("hello from the app\n")),
+    }
+}
+
+/// An app that calls `downstream` for the requests it serves, through
+/// its sidecar's outbound listener as `HTTP_PROXY` clients do (HTTP/1.1,
+/// absolute URLs), copying no header from its inbound request (HTTP/1.1
+/// or h2c), at most `concurrency` requests at a time. By path:
+/// - `/once/ID?delay_ms=D&status=S` (or `/down/…`, so relays chain):
+///   waits D ms, calls `/down/ID` once (with `?status=S` if given, which
+///   `sleeper` answers with), answers with the downstream's status;
+/// - `/hold/ID?calls=N&every_ms=M`: calls `/down/ID-k` N times, M ms
+///   apart, then answers (a long request that keeps calling out);
+/// - `/stream/ID?calls=N&every_ms=M`: answers at once with a body it keeps
+///   streaming while it makes the same calls (a streaming response).
+///
+/// The sidecar starts after the app (it needs the app's address): tell the
+/// app its sidecar's outbound address with `Relay::through`.
+pub async fn relay(downstream: SocketAddr, concurrency: usize) -> Relay {
+    let (listener, addr) = listen().await;
+    let sidecar: Arc<std::sync::OnceLock<SocketAddr>> = Arc::default();
+    let proxy = sidecar.clone();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let call = move |path: String| {
+        let proxy = *proxy.get().expect("Relay::through was called");
+        async move {
+            let url = format!("http://{downstream}{path}");
+            match super::Client::http1().get(&url).via(proxy).try_send().await {
+                Ok(r) => r.status,
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }
+    };
+    serve(listener, Arc::default(), move |req| {
+        let permits = permits.clone();
+        let call = call.clone();
+        async move {
+            let _permit = permits.acquire_owned().await.unwrap();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let param = |k: &str| -> u64 {
+                query.split('&').find_map(|p| p.strip_prefix(k)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
+            };
+            let (calls, every) = (param("calls"), Duration::from_millis(param("every_ms")));
+            let path = req.uri().path().to_string();
+            let mut parts = path.trim_start_matches('/').splitn(2, '/');
+            let (mode, id) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").to_string());
+            match mode {
+                "once" | "down" => {
+                    tokio::time::sleep(Duration::from_millis(param("delay_ms"))).await;
+                    let status = match param("status") {
+                        0 => String::new(),
+                        s => format!("?status={s}"),
+                    };
+                    let mut r = Response::new(full("relayed\n"));
+                    *r.status_mut() = call(format!("/down/{id}{status}")).await;
+                    r
+                }
+                "hold" => {
+                    for k in 0..calls {
+                        call(format!("/down/{id}-{k}")).await;
+                        tokio::time::sleep(every).await;
+                    }
+                    Response::new(full("held\n"))
+                }
+                "stream" => {
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                    tokio::spawn(async move {
+                        for k in 0..calls {
+                            call(format!("/down/{id}-{k}")).await;
+                            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"tick\n")))).await;
+                            tokio::time::sleep(every).await;
+                        }
+                    });
+                    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+                    Response::new(BodyExt::boxed(StreamBody::new(stream)))
+                }
+                _ => {
+                    let mut r = Response::new(full("unknown relay path\n"));
+                    *r.status_mut() = StatusCode::NOT_FOUND;
+                    r
+                }
+            }
+        }
+    });
+    Relay { addr, sidecar }
+}
+
+pub struct Relay {
+    pub addr: SocketAddr,
+    sidecar: Arc<std::sync::OnceLock<SocketAddr>>,
+}
+
+impl Relay {
+    /// The app's calls go through this proxy from now on.
+    pub fn through(&self, outbound: SocketAddr) {
+        self.sidecar.set(outbound).expect("one sidecar per app");
     }
 }
 

@@ -103,6 +103,29 @@ impl Collector {
         out
     }
 
+    /// Every OTLP log record received, flattened, with its resource and
+    /// the batch's transport.
+    pub async fn otlp_logs(&self) -> Vec<(Value, Value, String)> {
+        let mut out = Vec::new();
+        for batch in self.received().await {
+            for rl in batch["request"]["resourceLogs"].as_array().into_iter().flatten() {
+                for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                    for r in sl["logRecords"].as_array().into_iter().flatten() {
+                        let transport = batch["transport"].as_str().unwrap_or_default().to_string();
+                        out.push((r.clone(), rl["resource"].clone(), transport));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits, for at most `limit`, until `n` log records have arrived.
+    pub async fn wait_for_logs(&self, n: usize, limit: Duration) -> Vec<(Value, Value, String)> {
+        super::wait::until(limit, async || self.otlp_logs().await.len() >= n).await;
+        self.otlp_logs().await
+    }
+
     /// Waits, for at most `limit`, until `n` spans have arrived; returns
     /// what has arrived by then (the caller compares it with what it
     /// expected, which says more than a timeout would).

@@ -16,10 +16,12 @@
 //! - `tools`: what the machine must have, and the CI rule (`require`);
 //!   `python`: the test venv; `prometheus`: a real Prometheus server;
 //!   `pki`: certificates made with openssl;
-//! - `netns`: network namespaces, and HTTP from inside one.
+//! - `netns`: network namespaces, and HTTP from inside one;
+//! - `browser`: headless Chromium over WebDriver, for the UI.
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod browser;
 pub mod client;
 pub mod collectors;
 pub mod metrics;
@@ -34,6 +36,6 @@ pub mod tools;
 pub mod wait;
 
 #[allow(unused_imports)]
-pub use client::Client;
+pub use client::{Client, Proto};
 #[allow(unused_imports)]
 pub use proxy::TestProxy;

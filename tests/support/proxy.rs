@@ -122,7 +122,7 @@ pub struct TestProxy {
 }
 
 enum Inner {
-    InProcess(Sidecar),
+    InProcess(Box<Sidecar>),
     Process(Process),
 }
 
@@ -165,7 +165,7 @@ impl TestProxy {
             inbound: sidecar.inbound,
             outbound: sidecar.outbound,
             admin: sidecar.admin,
-            inner: Inner::InProcess(sidecar),
+            inner: Inner::InProcess(Box::new(sidecar)),
         }
     }
 
@@ -269,7 +269,7 @@ impl TestProxy {
     /// in time.
     pub async fn shutdown(self) -> bool {
         match self.inner {
-            Inner::InProcess(s) => s.shutdown().await,
+            Inner::InProcess(s) => (*s).shutdown().await,
             Inner::Process(_) => panic!("stop a spawned sidetrace with a signal"),
         }
     }
@@ -334,6 +334,8 @@ impl Builder {
             ("--inbound", Some("127.0.0.1:0")),
             ("--outbound", Some("127.0.0.1:0")),
             ("--admin", Some("127.0.0.1:0")),
+            // One port per test: the trace API on the admin listener.
+            ("--api", Some("admin")),
             ("--access-log", Some("off")),
             ("--service-name", Some(self.service.as_str())),
             ("--app", app.as_deref()),

@@ -1,0 +1,261 @@
+//! `sidetrace demo`: three services with no tracing code, none of them
+//! forwarding a header, a sidecar beside each, and whole traces at the end.
+//!
+//! ```text
+//! producer ─► [producer sidecar] ─► [consumer sidecar] ─► consumer ─► [consumer sidecar] ─► [store sidecar] ─► store
+//!              CLIENT span            SERVER span                      CLIENT span, stitched   SERVER span
+//! ```
+//!
+//! The consumer copies nothing from the request it serves to the call it
+//! makes; its sidecar sees both and joins them (`--stitch`), so each call
+//! is one trace of four spans across three services. The services are
+//! plain hyper programs in examples/apps/, compiled in here so that the
+//! demo needs nothing but the binary.
+
+#[path = "../examples/apps/mod.rs"]
+mod apps;
+
+use crate::Sidecar;
+use crate::config::Config;
+use crate::trace::{SpanId, SpanRecord, Stitching, TraceId};
+use crate::vocab::Direction;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// How long to run, e.g. 10s or 2m [default: until Ctrl-C]
+    #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// The producer's pace: at most one call every N milliseconds, one call at a time.
+    #[arg(long, default_value = "5", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub interval_ms: u64,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse::duration(s).and_then(|d| if d.is_zero() { Err("must be above 0".into()) } else { Ok(d) })
+}
+
+pub fn main(args: &DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sidetrace demo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sidetrace demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn listen() -> std::io::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+/// Returns whether at least one call made a whole three-hop trace.
+async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    let interval = Duration::from_millis(args.interval_ms);
+    // The ring must hold the whole run, or the summary would miss its start.
+    let expected = args.duration.map_or(100_000, |d| (d.as_millis() / interval.as_millis().max(1)) as usize);
+    let config = |app, name| Config { trace_buffer: (2 * expected + 1000).max(10_000), ..Config::local(app, name) };
+
+    let (store_listener, store_app) = listen().await?;
+    let store_task = tokio::spawn(apps::store::run(store_listener));
+    let store = Sidecar::start(config(store_app, "store")).await?;
+
+    let (consumer_listener, consumer_app) = listen().await?;
+    let consumer = Sidecar::start(config(consumer_app, "consumer")).await?;
+    let to_store = apps::consumer::Store {
+        proxy: consumer.outbound.ok_or("no outbound listener")?,
+        store: store.inbound.ok_or("no inbound listener")?,
+    };
+    let consumer_task = tokio::spawn(apps::consumer::run_with_store(consumer_listener, to_store));
+
+    // The producer serves nothing, so its sidecar's inbound side has no app
+    // behind it; only its outbound side is used.
+    let producer = Sidecar::start(config(SocketAddr::from(([127, 0, 0, 1], 9)), "producer")).await?;
+    let (proxy, target) =
+        (producer.outbound.ok_or("no outbound listener")?, consumer.inbound.ok_or("no inbound listener")?);
+
+    println!("sidetrace demo: producer ─► consumer ─► store, each behind its own sidecar, none with tracing code");
+    println!("  producer            calls through its sidecar's outbound side {proxy}");
+    println!("  consumer            {consumer_app}, behind its sidecar's inbound side {target}");
+    println!("  store               {store_app}, behind its sidecar's inbound side {}", to_store.store);
+    println!("\nthe UI and the trace API of each sidecar, while the demo runs:");
+    for (name, s) in [("producer", &producer), ("consumer", &consumer), ("store", &store)] {
+        let admin = s.admin.map_or("-".into(), |a| a.to_string());
+        println!("  {name:<9} http://{admin}/ui    http://{admin}/api/traces");
+    }
+    let how_long = args.duration.map_or("until Ctrl-C".into(), |d| format!("for {}", humantime::format_duration(d)));
+    println!(
+        "\ncalling GET http://{target}/orders/<id> and /inventory/<sku> {how_long}, one call at a time, at most one every {} ms ...",
+        interval.as_millis()
+    );
+
+    let started = Instant::now();
+    let run_for = args.duration.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let calls = apps::producer::run(proxy, target, interval, run_for);
+    let tally = tokio::select! {
+        t = calls => t,
+        _ = stop_signal() => {
+            println!("\nstopping");
+            apps::producer::Tally::default()
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let answered = match tally.answered() {
+        0 => consumer.metrics.stats().routes.iter().filter(|r| r.direction == "inbound").map(|r| r.count).sum(),
+        n => n,
+    };
+    println!(
+        "producer: {answered} calls answered, {:.0}/s ({} ok, {} with 5xx), {} failed without an answer",
+        answered as f64 / elapsed,
+        tally.ok,
+        tally.server_errors,
+        tally.failed
+    );
+
+    settle(&[&producer, &consumer, &store], answered).await;
+    let spans = |s: &Sidecar, d: Direction| -> Vec<SpanRecord> {
+        s.ring.newest(usize::MAX).into_iter().filter(|x| x.direction == d).collect()
+    };
+    let hops = Hops {
+        producer_client: spans(&producer, Direction::Outbound),
+        consumer_server: spans(&consumer, Direction::Inbound),
+        consumer_client: spans(&consumer, Direction::Outbound),
+        store_server: spans(&store, Direction::Inbound),
+    };
+
+    println!("\nspans recorded");
+    for (name, sidecar) in [("producer sidecar", &producer), ("consumer sidecar", &consumer), ("store sidecar", &store)]
+    {
+        let (recorded, dropped) =
+            (sidecar.stats.recorded.load(Ordering::Relaxed), sidecar.stats.dropped_queue_full.load(Ordering::Relaxed));
+        println!("  {name:<18} {recorded:>6} ({dropped} dropped)");
+    }
+
+    let mut whole = hops.whole_traces();
+    // A call cut short by Ctrl-C has no answer, and no whole trace to show.
+    let answered_calls = hops.producer_client.iter().filter(|s| s.status.is_some()).count();
+    println!(
+        "\nthree-hop traces: {}/{} answered producer calls are one trace producer → consumer → store (4 spans, 3 services)",
+        whole.iter().filter(|t| t[0].status.is_some()).count(),
+        answered_calls
+    );
+    let stitched = hops.consumer_client.iter().filter(|s| s.stitching == Stitching::Joined).count();
+    println!(
+        "  the consumer's calls to the store joined to the request they were made for: {stitched}/{}",
+        hops.consumer_client.len()
+    );
+    // The first call also pays for opening connections; a median one is typical.
+    whole.sort_by_key(|t| t[0].duration_nanos());
+    if let Some(trace) = whole.get(whole.len() / 2) {
+        print_trace(trace, [&producer, &consumer, &consumer, &store]);
+    }
+
+    // The same numbers as each sidecar's GET /api/stats.
+    println!("\nper route, as each sidecar measured it ({elapsed:.1} s)");
+    println!("producer sidecar, outbound (CLIENT spans)");
+    print!("{}", producer.metrics.stats().table(Direction::Outbound));
+    println!("consumer sidecar, inbound (SERVER spans)");
+    print!("{}", consumer.metrics.stats().table(Direction::Inbound));
+    println!("consumer sidecar, outbound (CLIENT spans)");
+    print!("{}", consumer.metrics.stats().table(Direction::Outbound));
+    println!("store sidecar, inbound (SERVER spans)");
+    print!("{}", store.metrics.stats().table(Direction::Inbound));
+
+    let (p, c, s) = tokio::join!(producer.shutdown(), consumer.shutdown(), store.shutdown());
+    consumer_task.abort();
+    store_task.abort();
+    println!("\nshut down: {}", if p && c && s { "every sidecar drained" } else { "a drain timed out" });
+    if whole.is_empty() {
+        eprintln!("demo: no call made a whole producer → consumer → store trace");
+    }
+    Ok(!whole.is_empty())
+}
+
+/// Ctrl-C, or SIGTERM as a container runtime sends it.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => _ = tokio::signal::ctrl_c().await,
+    }
+}
+
+/// A span reaches the ring through the export task a moment after its
+/// response ends; wait for every sidecar to show at least `expected`.
+async fn settle(sidecars: &[&Sidecar], expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let done = |s: &Sidecar| {
+        let recorded = s.stats.recorded.load(Ordering::Relaxed);
+        recorded >= expected && s.ring.len() as u64 + s.stats.dropped_queue_full.load(Ordering::Relaxed) >= recorded
+    };
+    while Instant::now() < deadline && !sidecars.iter().all(|s| done(s)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The spans of each hop, as its sidecar recorded them.
+struct Hops {
+    producer_client: Vec<SpanRecord>,
+    consumer_server: Vec<SpanRecord>,
+    consumer_client: Vec<SpanRecord>,
+    store_server: Vec<SpanRecord>,
+}
+
+impl Hops {
+    /// Every producer call whose trace runs through all four spans, each
+    /// the child of the one before it.
+    fn whole_traces(&self) -> Vec<[&SpanRecord; 4]> {
+        let children = |spans: &[SpanRecord]| -> HashMap<(TraceId, SpanId), usize> {
+            spans.iter().enumerate().filter_map(|(i, s)| Some(((s.trace_id, s.parent_span_id?), i))).collect()
+        };
+        let (cs, cc, ss) =
+            (children(&self.consumer_server), children(&self.consumer_client), children(&self.store_server));
+        let child = |map: &HashMap<(TraceId, SpanId), usize>, parent: &SpanRecord| {
+            map.get(&(parent.trace_id, parent.span_id)).copied()
+        };
+        self.producer_client
+            .iter()
+            .filter_map(|a| {
+                let b = &self.consumer_server[child(&cs, a)?];
+                let c = &self.consumer_client[child(&cc, b)?];
+                let d = &self.store_server[child(&ss, c)?];
+                Some([a, b, c, d])
+            })
+            .collect()
+    }
+}
+
+fn print_trace(trace: &[&SpanRecord; 4], sidecars: [&Sidecar; 4]) {
+    println!("  example trace {} (the median producer call)", trace[0].trace_id);
+    let kinds = ["CLIENT", "SERVER", "CLIENT", "SERVER"];
+    for (i, (span, sidecar)) in trace.iter().zip(sidecars).enumerate() {
+        let indent = if i == 0 { String::new() } else { format!("{}└─ ", "   ".repeat(i - 1)) };
+        let name = format!("{indent}{}", sidecar.encoder.span(span).name);
+        let status = span.status.map_or("-".into(), |s| s.to_string());
+        println!(
+            "    {name:<36} {:<9} {:<6} {status:>3} {:>8.2} ms",
+            sidecar.encoder.resource.service_name(),
+            kinds[i],
+            span.duration_nanos() as f64 / 1e6
+        );
+    }
+}

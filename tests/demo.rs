@@ -1,0 +1,66 @@
+//! The README's first command, `sidetrace demo`: producer → consumer → store, each
+//! behind its own sidecar, none with tracing code or header forwarding.
+//! Bounded by `--duration` it exits 0 and its summary shows whole
+//! three-hop traces; without it, it runs until Ctrl-C and then stops
+//! cleanly with the same summary.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::process::Process;
+
+/// `sidetrace demo ARGS`, in a clean environment.
+fn demo(args: &[&str]) -> Command {
+    let mut all = vec!["demo"];
+    all.extend_from_slice(args);
+    let mut cmd = support::proxy::command(&all);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// "three-hop traces: N/M producer calls …": (N, M).
+fn whole_traces(out: &str) -> (u64, u64) {
+    let line = out.lines().find(|l| l.starts_with("three-hop traces:")).unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let counts = line.split_whitespace().nth(2).unwrap();
+    let (n, m) = counts.split_once('/').unwrap();
+    (n.parse().unwrap(), m.parse().unwrap())
+}
+
+#[test]
+fn bounded_by_duration_it_exits_0_with_whole_three_hop_traces() {
+    let out = demo(&["--duration", "3s"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let (whole, calls) = whole_traces(&text);
+    assert!(calls > 0, "{text}");
+    assert_eq!(whole, calls, "every call one trace across the three services:\n{text}");
+    for route in ["/orders/{id}", "/inventory/{id}", "/stock/{id}"] {
+        assert!(text.contains(route), "{route} missing from the per-route tables:\n{text}");
+    }
+    assert!(text.contains("shut down: every sidecar drained"), "{text}");
+}
+
+#[test]
+fn without_duration_it_runs_until_ctrl_c_and_stops_cleanly() {
+    let mut p = Process::spawn("the demo", &mut demo(&[]));
+    let started = support::wait::until_sync(Duration::from_secs(30), || {
+        p.stdout.lock().unwrap().iter().any(|l| l.starts_with("calling GET")).then_some(())
+    });
+    assert!(started.is_some(), "the demo did not start:\n{}", p.output());
+    std::thread::sleep(Duration::from_secs(1));
+    p.signal(libc::SIGINT);
+    let status = p.wait_exit(Duration::from_secs(20));
+    let text = p.stdout_lines().join("\n");
+    assert_eq!(status.code(), Some(0), "{}", p.output());
+    let (whole, calls) = whole_traces(&text);
+    assert!(calls > 0 && whole == calls, "{text}");
+}
+
+#[test]
+fn a_bad_flag_is_one_clear_error_and_exit_2() {
+    let out = demo(&["--duration", "soon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--duration") && err.contains("soon"), "{err}");
+}
