@@ -196,6 +196,10 @@ impl Framing {
                 Ok(1)
             }
             State::Head(head) => {
+                let n = head.skip_plain(b);
+                if n > 0 {
+                    return Ok(n);
+                }
                 if head.byte(b[0])? {
                     self.state = head.framing()?;
                     if matches!(self.state, State::Head(_)) {
@@ -284,6 +288,32 @@ impl Head {
                 Ok(false)
             }
         }
+    }
+
+    /// The bytes at the start of `b` that need no look one at a time: the
+    /// middle of the request line, or of a value this module does not
+    /// read, up to the next CR, LF or control byte. Most of a head is
+    /// these, so a scan for the bytes that matter keeps the per-byte
+    /// state machine for the few that do.
+    fn skip_plain(&mut self, b: &[u8]) -> usize {
+        let in_line = self.line_len > 0 && !self.prev_cr;
+        let unread = !self.request_line_done || (self.name.is_none() && self.field == Field::Other);
+        if !in_line || !unread {
+            return 0;
+        }
+        let n = b.iter().position(|&c| c == b'\r' || c == b'\n' || ctl(c)).unwrap_or(b.len());
+        if !self.request_line_done {
+            let base = self.line_len as usize;
+            for (k, &c) in b[..n].iter().enumerate().take(self.start.len().saturating_sub(base)) {
+                self.start[base + k] = c;
+            }
+            let tail = &b[n.saturating_sub(self.end.len())..n];
+            self.end.rotate_left(tail.len());
+            let keep = self.end.len() - tail.len();
+            self.end[keep..].copy_from_slice(tail);
+        }
+        self.line_len = self.line_len.saturating_add(n as u32);
+        n
     }
 
     fn request_line_byte(&mut self, c: u8) {
