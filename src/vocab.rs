@@ -136,3 +136,79 @@ pub enum DetectOutcome {
     Eof,
     Skipped,
 }
+
+/// Why the proxy refused a request without forwarding it
+/// (`sidetrace_rejected_requests_total{reason}`): the message framing
+/// checks of `http::framing`, hyper's own parser, and the limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1).
+    LengthAndChunked,
+    /// A `Content-Length` that is not one decimal number, or two that differ.
+    ContentLength,
+    /// A `Transfer-Encoding` other than `chunked` alone, or on HTTP/1.0.
+    TransferEncoding,
+    /// A line ended by LF alone, or a CR not followed by LF.
+    LineEnding,
+    /// A header line continued on the next (obs-fold, RFC 9112 §5.2).
+    ObsFold,
+    /// A header line that is not `name: value`.
+    HeaderSyntax,
+    /// A bad chunk-size line or chunk extension, or a chunk not ended by CRLF.
+    Chunk,
+    /// No `Host` on HTTP/1.1, or more than one (RFC 9112 §3.2).
+    Host,
+    /// What hyper's parser refused: method, target, version, header bytes.
+    Malformed,
+    /// A header section over the size or count limit (431).
+    HeadersTooLarge,
+    /// The header section did not arrive within `--header-read-timeout`.
+    HeaderTimeout,
+    /// `--max-concurrent-requests` were already in flight (503).
+    Overloaded,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 12] = [
+        RejectReason::LengthAndChunked,
+        RejectReason::ContentLength,
+        RejectReason::TransferEncoding,
+        RejectReason::LineEnding,
+        RejectReason::ObsFold,
+        RejectReason::HeaderSyntax,
+        RejectReason::Chunk,
+        RejectReason::Host,
+        RejectReason::Malformed,
+        RejectReason::HeadersTooLarge,
+        RejectReason::HeaderTimeout,
+        RejectReason::Overloaded,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::LengthAndChunked => "content_length_and_transfer_encoding",
+            RejectReason::ContentLength => "content_length",
+            RejectReason::TransferEncoding => "transfer_encoding",
+            RejectReason::LineEnding => "line_ending",
+            RejectReason::ObsFold => "obs_fold",
+            RejectReason::HeaderSyntax => "header_syntax",
+            RejectReason::Chunk => "chunk",
+            RejectReason::Host => "host",
+            RejectReason::Malformed => "malformed",
+            RejectReason::HeadersTooLarge => "headers_too_large",
+            RejectReason::HeaderTimeout => "header_timeout",
+            RejectReason::Overloaded => "overloaded",
+        }
+    }
+
+    /// The answer the client gets (a header timeout gets none: the
+    /// connection closes).
+    pub fn status(&self) -> u16 {
+        match self {
+            RejectReason::HeadersTooLarge => 431,
+            RejectReason::HeaderTimeout => 408,
+            RejectReason::Overloaded => 503,
+            _ => 400,
+        }
+    }
+}

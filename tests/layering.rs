@@ -24,6 +24,8 @@ const RANKS: &[(&str, u32)] = &[
     ("trace", 1),
     ("config", 2),
     ("drain", 2),
+    // Giving the allocator's free memory back: process-wide, path-blind.
+    ("memory", 2),
     // The one way sidetrace serves its own HTTP (admin, webhook).
     ("web", 2),
     // The web UI's embedded files: a router that knows nothing of spans.

@@ -72,6 +72,8 @@ async fn classic_output_passes_promtool_and_has_every_family() {
         "sidetrace_route_overflow_total",
         "sidetrace_spans_recorded_total",
         "sidetrace_spans_dropped_total",
+        "sidetrace_rejected_requests_total",
+        "sidetrace_refused_connections_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_open_fds",

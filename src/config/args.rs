@@ -3,6 +3,7 @@
 //! `Config::from_args` make a `Config` of them.
 
 use super::export_args::ExportArgs;
+use super::limits_args::LimitArgs;
 use super::parse::{ApiListen, Listen, PortList, duration, log_filter, nonzero, port_list, route};
 use crate::trace::route::RoutePattern;
 use clap::{Args, Parser, ValueEnum};
@@ -152,6 +153,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub export: ExportArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 impl RunArgs {

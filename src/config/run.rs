@@ -44,6 +44,11 @@ pub struct Config {
     /// sidetrace's own log filter, checked to be valid.
     pub log: String,
     pub trace_probes: bool,
+    /// Per listener; `None` for no limit.
+    pub max_connections: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
+    #[serde(serialize_with = "ser::opt_duration")]
+    pub header_read_timeout: Option<Duration>,
     pub announce_service: bool,
     pub stitch: StitchMode,
     #[serde(serialize_with = "ser::duration")]
@@ -91,6 +96,11 @@ impl Config {
             workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             log: args.log.clone(),
             trace_probes: args.trace_probes,
+            max_connections: (args.limits.max_connections > 0).then_some(args.limits.max_connections),
+            max_concurrent_requests: (args.limits.max_concurrent_requests > 0)
+                .then_some(args.limits.max_concurrent_requests),
+            header_read_timeout: (!args.limits.header_read_timeout.is_zero())
+                .then_some(args.limits.header_read_timeout),
             announce_service: args.announce_service,
             stitch: args.stitch,
             stitch_max_age: args.stitch_max_age,

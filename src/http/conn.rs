@@ -16,6 +16,21 @@ pub struct ConnMeta {
     /// HTTP/1 only: whether a request is in flight, so that an idle
     /// connection can give up its buffers (`http::idle`).
     pub keepalive: KeepAlive,
+    /// HTTP/1 only: the framing scanner's verdict, read by the guard.
+    pub framing: FramingVerdict,
+}
+
+/// Where the framing scanner (fed by `http::idle`, as bytes are read)
+/// meets the guard layer (which sees requests as hyper hands them over):
+/// both count requests from the connection's first.
+#[derive(Debug, Default)]
+pub struct FramingVerdict {
+    /// Requests the guard has been handed.
+    pub(super) dispatched: AtomicU32,
+    /// 1 + the number of the first request that broke a rule; 0 while none has.
+    pub(super) bad: AtomicU32,
+    /// Its reason, as an index into `RejectReason::ALL`.
+    pub(super) reason: AtomicU8,
 }
 
 /// Per-connection bookkeeping, shared by the service (which sees requests

@@ -23,6 +23,7 @@
 //! to hyper after that cancels the proof.
 
 use super::conn::{ConnMeta, KeepAlive};
+use super::framing::Framing;
 use super::prefixed::PrefixedIo;
 use std::cell::RefCell;
 use std::io;
@@ -127,11 +128,25 @@ pub struct ReleasingIo {
     woke: bool,
     /// Release only once the sweep finds the connection silent.
     defer: bool,
+    /// Reads every byte before hyper does (`http::framing`).
+    framing: Framing,
 }
 
 impl ReleasingIo {
     pub fn new(io: PrefixedIo<TcpStream>, conn: Arc<ConnMeta>, defer: bool) -> Self {
-        ReleasingIo { io: Some(io), conn, clean: false, write_pending: false, released: false, woke: false, defer }
+        // A stretch starts between two requests: every earlier one was
+        // handed to the service.
+        let framing = Framing::new(conn.framing.dispatched());
+        ReleasingIo {
+            io: Some(io),
+            conn,
+            clean: false,
+            write_pending: false,
+            released: false,
+            woke: false,
+            defer,
+            framing,
+        }
     }
 
     fn io(&mut self) -> Pin<&mut PrefixedIo<TcpStream>> {
@@ -185,6 +200,13 @@ impl AsyncRead for ReleasingIo {
         match me.io().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
+                    if let Some(v) = me.framing.feed(&buf.filled()[before..])
+                        && me.conn.framing.found(v)
+                    {
+                        // The request is already on its way upstream: cut
+                        // its body short rather than pass the bad bytes on.
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v.reason.as_str())));
+                    }
                     me.clean = false;
                     me.woke = false;
                     let k = &me.conn.keepalive;

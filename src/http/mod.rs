@@ -1,7 +1,8 @@
 //! The HTTP stage: hyper serves the client connection (`serve`); each
 //! request runs down one stack of tower layers (`stack`: connection
-//! bookkeeping, the span's phases in `record_layer`, the response timeout,
-//! `forward`); the upstream side sends it on, on the client connection's
+//! bookkeeping, the refusal of malformed HTTP/1 (`guard_layer`, with the
+//! byte-level `framing` checks), the span's phases in `record_layer`, the
+//! response timeout, `forward`); the upstream side sends it on, on the client connection's
 //! own connection inbound (`dedicated`) or from the worker's pool
 //! (`pool`); bodies stream both ways (`request_body`, `response_body`),
 //! and protocol switches become tunnels (`upgrade`). The span rides along
@@ -13,10 +14,14 @@ pub mod destination;
 pub mod error;
 pub mod exchange;
 pub mod forward;
+pub mod framing;
+pub mod guard_layer;
 pub mod headers;
 pub mod idle;
 pub mod joint;
 pub mod keepalive_layer;
+pub mod limits;
+pub mod overload_layer;
 pub mod pool;
 pub mod prefixed;
 pub mod record_layer;

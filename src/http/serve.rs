@@ -4,6 +4,7 @@
 
 use super::conn::ConnMeta;
 use super::dedicated::Dedicated;
+use super::guard_layer;
 use super::idle;
 use super::joint;
 use super::prefixed::PrefixedIo;
@@ -32,10 +33,11 @@ pub async fn serve_http1(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
         // lives only while it serves.
         let conn = Box::pin(shared.http1.serve_connection(wrapped, svc.clone()).with_upgrades());
         let served = run(conn, &drain, |c| c.as_mut().graceful_shutdown());
-        match &dedicated {
+        let ended = match &dedicated {
             Some(d) => joint::drive_beside(served, |cx| d.poll_drive(cx)).await,
             None => served.await,
-        }
+        };
+        guard_layer::count_connection_end(&shared, &meta, ended.as_ref().err());
         let Some(sock) = meta.keepalive.take_parked() else { return };
         if let Some(d) = &dedicated {
             d.park();
@@ -90,12 +92,30 @@ pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
     builder.timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+    let _ = run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+}
+
+/// The largest request header section accepted, request line included;
+/// beyond it, 431. Envoy's default is 60 KiB, nginx's 32 KiB in 8 KiB
+/// lines; hyper's own (its whole read buffer, ~400 KiB) is more than any
+/// client needs and a cheap way to make a proxy buffer.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The HTTP/1 server settings every client connection gets. hyper's
+/// header read timer starts when it waits for a head; an idle connection
+/// is handed to a fresh hyper connection when its next bytes come
+/// (`idle`), so the timeout counts from the request's first byte.
+pub fn http1_builder(header_read_timeout: Option<std::time::Duration>) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new());
+    b.max_header_size(MAX_HEADER_BYTES);
+    b.header_read_timeout(header_read_timeout);
+    b
 }
 
 /// Serves until the connection ends; a drain asks it to finish what is in
 /// flight and close.
-async fn run<C, E>(mut conn: C, drain: &drain::Watch, graceful: impl FnOnce(&mut C))
+async fn run<C, E>(mut conn: C, drain: &drain::Watch, graceful: impl FnOnce(&mut C)) -> Result<(), E>
 where
     C: std::future::Future<Output = Result<(), E>> + Unpin,
     E: std::fmt::Display,
@@ -110,7 +130,8 @@ where
             conn.await
         }
     };
-    if let Err(e) = r {
+    if let Err(e) = &r {
         tracing::debug!(error = %e, "client connection ended with an error");
     }
+    r
 }

@@ -2,6 +2,7 @@
 //! requests go, how long they may take, the upstream pool, and the
 //! recorder that finished spans go to.
 
+use super::limits::Limits;
 use super::pool::Pool;
 use crate::dial::Dialer;
 use crate::metrics::DirectionMetrics;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub routes: Arc<RouteTemplates>,
     pub sampler: Arc<Sampler>,
     pub metrics: Arc<DirectionMetrics>,
+    /// The listener's limits, shared with the other workers.
+    pub limits: Arc<Limits>,
 }
 
 impl Shared {

@@ -4,11 +4,17 @@
 //!
 //! 1. `KeepAliveLayer` (HTTP/1 only): the connection learns when requests
 //!    start and end, to idle without buffers;
-//! 2. `RecordLayer`: context, destination, the span, and the response
+//! 2. `GuardLayer` (HTTP/1 only): a request whose bytes broke a framing
+//!    rule (`framing`), or without its one `Host`, is answered 400 here
+//!    and goes no further;
+//! 3. `OverloadLayer` over tower's `LoadShed` and `GlobalConcurrencyLimit`
+//!    (`--max-concurrent-requests`, one semaphore per listener): beyond
+//!    the limit, 503 with `Retry-After` at once;
+//! 4. `RecordLayer`: context, destination, the span, and the response
 //!    (or the error) going back;
-//! 3. tower's `TimeoutLayer` (`--response-timeout`): the upstream's
+//! 5. tower's `TimeoutLayer` (`--response-timeout`): the upstream's
 //!    response head in time, or 504;
-//! 4. `Forward`: rewrite the request and send it upstream.
+//! 6. `Forward`: rewrite the request and send it upstream.
 //!
 //! The stack is generic all the way down (no boxed service where layers
 //! join): only `Forward`'s own future is boxed, once per request.
@@ -16,7 +22,9 @@
 use super::conn::ConnMeta;
 use super::dedicated::Dedicated;
 use super::forward::Forward;
+use super::guard_layer::GuardLayer;
 use super::keepalive_layer::KeepAliveLayer;
+use super::overload_layer::OverloadLayer;
 use super::record_layer::RecordLayer;
 use super::response_body::ProxyBody;
 use super::shared::Shared;
@@ -24,6 +32,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 
@@ -38,6 +48,10 @@ pub fn stack(
 {
     ServiceBuilder::new()
         .option_layer(http1.then(|| KeepAliveLayer::new(conn.clone())))
+        .option_layer(http1.then(|| GuardLayer::new(shared.clone(), conn.clone())))
+        .layer(OverloadLayer::new(shared.metrics.clone()))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(shared.limits.requests.clone()))
         .layer(RecordLayer::new(shared.clone(), conn.clone()))
         .option_layer(shared.response_timeout.map(TimeoutLayer::new))
         // tower's layers box their errors; so do ours below them, alike.

@@ -46,6 +46,10 @@ pub async fn detect(sock: &mut TcpStream, timeout: Duration) -> (Protocol, Bytes
         match tokio::time::timeout_at(deadline, sock.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return (Protocol::Opaque, buf, DetectOutcome::Eof),
             Ok(Ok(_)) => {}
+            // A client that began an HTTP/1 request line and went slow
+            // is an HTTP/1 client: hyper's header read timeout ends it,
+            // where an opaque relay would hand the app a slowloris.
+            Err(_) if http1_prefix(&buf) => return (Protocol::Http1, buf, DetectOutcome::Timeout),
             Err(_) => return (Protocol::Opaque, buf, DetectOutcome::Timeout),
         }
     }
@@ -69,24 +73,33 @@ pub fn classify(b: &[u8]) -> Option<Protocol> {
 fn http1(b: &[u8]) -> Option<Protocol> {
     let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
     let method_len = b.iter().take_while(|c| tchar(c)).count();
-    if method_len == 0 || method_len > 32 {
-        return Some(Protocol::Opaque);
-    }
-    if b.len() == method_len {
+    if b.len() == method_len && method_len <= 32 {
         return None;
     }
-    if b[method_len] != b' ' {
-        return Some(Protocol::Opaque);
-    }
     let Some(eol) = b.iter().position(|&c| c == b'\n') else {
-        return if b.iter().any(|c| c.is_ascii_control() && *c != b'\r') { Some(Protocol::Opaque) } else { None };
+        let no_method = method_len == 0 || method_len > 32 || b[method_len] != b' ';
+        let binary = b.iter().any(|c| c.is_ascii_control() && *c != b'\r');
+        return if no_method || binary { Some(Protocol::Opaque) } else { None };
     };
+    // A first line that says HTTP/1 is HTTP/1 even with a bad method or
+    // target: hyper answers it 400, where relaying it as opaque bytes
+    // would hand the app what no HTTP parser accepted.
     let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
     if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
         Some(Protocol::Http1)
     } else {
         Some(Protocol::Opaque)
     }
+}
+
+/// The start of an HTTP/1 request line: a method, then a space and text.
+fn http1_prefix(b: &[u8]) -> bool {
+    let tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c);
+    let method_len = b.iter().take_while(|c| tchar(c)).count();
+    let rest = &b[method_len..];
+    (1..=32).contains(&method_len)
+        && rest.first().is_none_or(|c| *c == b' ')
+        && rest.iter().all(|c| !c.is_ascii_control() || matches!(c, b'\r' | b'\n' | b'\t'))
 }
 
 /// A TLS handshake record (RFC 8446 5.1) carrying a ClientHello; the SNI
@@ -167,6 +180,18 @@ mod tests {
         assert_eq!(classify(b"PRI * HTTP/2"), None);
         assert_eq!(classify(b"SSH-2.0-OpenSSH\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"\x00\x01\x02"), Some(Protocol::Opaque));
+        // Not a method, but an HTTP/1 request line: hyper refuses it.
+        assert_eq!(classify(b"G(T / HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET\t/ HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"G(T / HT"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"{\"a\":1}\n"), Some(Protocol::Opaque));
+        // What a slow client had sent when detection gave up.
+        assert!(http1_prefix(b"GET"));
+        assert!(http1_prefix(b"GET /index.html HTTP/1.1\r\nHost: a\r\nX-Slow: a"));
+        assert!(!http1_prefix(b""));
+        assert!(!http1_prefix(b"\x00\x01"));
+        assert!(!http1_prefix(b"{\"a\""));
+        assert!(!http1_prefix(b"SSH-2.0-x\r\n"));
     }
 
     #[test]

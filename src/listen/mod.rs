@@ -24,9 +24,20 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, drain: drai
         };
         match accepted {
             Ok((sock, client)) => {
+                let Some(slot) = shared.limits.admit() else {
+                    // Closed unread: the client sees the connection end
+                    // before any answer, and may try another replica.
+                    shared.metrics.refusals.connection();
+                    tracing::debug!(%client, "connection refused: --max-connections reached");
+                    drop(sock);
+                    continue;
+                };
                 let shared = shared.clone();
                 let drain = drain.clone();
-                tokio::spawn(async move { handle(sock, client, shared, drain).await });
+                tokio::spawn(async move {
+                    handle(sock, client, shared, drain).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off rather than spin.
@@ -53,8 +64,13 @@ async fn handle(mut sock: TcpStream, client: SocketAddr, shared: Arc<Shared>, dr
     let _ = sock.set_nodelay(true);
     let Ok(local) = sock.local_addr() else { return };
     let original_dst = original_dst::original_dst(&sock);
-    let meta =
-        ConnMeta { client: unmapped(client), local: unmapped(local), original_dst, keepalive: Default::default() };
+    let meta = ConnMeta {
+        client: unmapped(client),
+        local: unmapped(local),
+        original_dst,
+        keepalive: Default::default(),
+        framing: Default::default(),
+    };
     let dest_port = match shared.direction {
         Direction::Inbound => Some(original_dst.map_or(shared.app.port(), |a| a.port())),
         Direction::Outbound => original_dst.map(|a| a.port()),

@@ -5,6 +5,7 @@
 //! - `red`: per-direction HTTP RED histograms and active request gauges;
 //! - `live`: per-route percentiles and requests per second;
 //! - `net`: proxy overhead, connect time, TCP RTT, detection, opaque TCP;
+//! - `refusals`: requests and connections refused before forwarding;
 //! - `histogram`, `native`: the lock-free classic and native histograms;
 //! - `expo`, `writer`: exposition through `prometheus-client` (OpenMetrics
 //!   and 0.0.4 text, protobuf with native histograms), at scrape time;
@@ -26,6 +27,7 @@ pub mod native;
 pub mod net;
 pub mod process;
 pub mod red;
+pub mod refusals;
 pub mod tcp_info;
 pub mod writer;
 
@@ -55,6 +57,7 @@ pub struct DirectionMetrics {
     pub direction: Direction,
     pub red: red::Red,
     pub net: net::Net,
+    pub refusals: refusals::Refusals,
     /// Shared by both directions: an edge is seen from either end.
     pub graph: Arc<graph::Graph>,
 }
@@ -111,6 +114,7 @@ impl Metrics {
                 direction,
                 red: red::Red::new(direction, max_routes),
                 net: net::Net::new(max_routes),
+                refusals: refusals::Refusals::default(),
                 graph: graph.clone(),
             })
         };
@@ -153,6 +157,7 @@ impl Metrics {
         self.graph.render(w)?;
         let dirs = self.both().map(|d| (d.direction.as_str(), &d.net));
         net::render(w, &dirs)?;
+        refusals::render(w, &self.both().map(|d| (d.direction.as_str(), &d.refusals)))?;
         let mut f = w.family(
             "sidetrace_route_overflow",
             Kind::Counter,

@@ -17,7 +17,9 @@
 //!   each request through its sidecar, forwarding no header, a bounded
 //!   number of requests at a time (see `relay`);
 //! - `scripted`: answers its Nth connection with the Nth status given and
-//!   closes it, recording each request head (for `wait-ready`).
+//!   closes it, recording each request head (for `wait-ready`);
+//! - `tally`: keeps every byte it receives, and answers each request head
+//!   `200 ok` (for tests that must show nothing was forwarded).
 //!
 //! The apps run on the test's runtime (or a thread, for `scripted`) and
 //! stop with it; `one_connection` is a process killed on drop.
@@ -556,4 +558,56 @@ impl Scripted {
         self.thread.join().expect("the scripted server panicked");
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// A raw HTTP/1.1 app that keeps every byte it receives (`received`) and
+/// answers `200 ok` to each request head it sees (bodies are not read as
+/// such: the tests send it bodiless requests when they expect answers).
+#[derive(Clone)]
+pub struct Tally {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Tally {
+    /// Every byte received so far, on every connection.
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many bytes it has received.
+    pub fn len(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+pub async fn tally() -> Tally {
+    let (listener, addr) = listen().await;
+    let app = Tally { addr, received: Arc::default() };
+    let received = app.received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    received.lock().unwrap().extend_from_slice(&buf[..n]);
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    app
 }

