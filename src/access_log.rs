@@ -6,12 +6,19 @@
 use crate::config::AccessLogFormat;
 use crate::trace::SpanRecord;
 use crate::vocab::protocol_version;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 const QUEUE: usize = 8192;
+
+/// What the text format percent-encodes in a path: a request target may
+/// carry `"`, `\` and any UTF-8 (C1 controls such as NEL, U+2028), none of
+/// which may reach a log line raw. CR, LF, space and ASCII controls cannot
+/// be in a parsed path, and are encoded anyway.
+const TEXT_PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -106,6 +113,7 @@ pub fn format_line(s: &SpanRecord, format: AccessLogFormat, out: &mut String) {
             let _ = writeln!(out, "{v}");
         }
         AccessLogFormat::Text => {
+            let path = utf8_percent_encode(path, TEXT_PATH);
             let _ = writeln!(
                 out,
                 "{time} {} {} {path} HTTP/{} {status} {duration_ms:.3}ms in={} out={} client={} upstream={upstream} trace_id={} span_id={}{}",
@@ -121,5 +129,38 @@ pub fn format_line(s: &SpanRecord, format: AccessLogFormat, out: &mut String) {
             );
         }
         AccessLogFormat::Off => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::red::tests::span;
+    use crate::vocab::Direction;
+
+    fn line(uri: &str, format: AccessLogFormat) -> String {
+        let mut out = String::new();
+        format_line(&span(Direction::Inbound, "GET", uri, None), format, &mut out);
+        out
+    }
+
+    #[test]
+    fn text_lines_carry_no_control_characters_or_quotes() {
+        // Found by fuzz/fuzz_targets/access_log.rs: the path `/\u{8c}t` (a C1
+        // control) was written raw. NEL and U+2028 end lines in some viewers.
+        for (uri, path) in [
+            ("/\u{8c}t", "/%C2%8Ct"),
+            ("/a\u{85}b\u{2028}c", "/a%C2%85b%E2%80%A8c"),
+            ("/say/\"hi\"\\x?q=1", "/say/%22hi%22%5Cx"),
+            ("/caf%C3%A9/%0D%0A", "/caf%C3%A9/%0D%0A"),
+        ] {
+            let text = line(uri, AccessLogFormat::Text);
+            assert_eq!(text.split(' ').nth(3), Some(path), "{text:?}");
+            assert_eq!(text.lines().count(), 1);
+            assert!(!text.trim_end_matches('\n').chars().any(|c| c.is_control() || c == '\u{2028}'), "{text:?}");
+            // JSON keeps the path as it came, escaped by JSON's rules.
+            let json: serde_json::Value = serde_json::from_str(&line(uri, AccessLogFormat::Json)).unwrap();
+            assert_eq!(json["path"], uri.split('?').next().unwrap());
+        }
     }
 }

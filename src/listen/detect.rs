@@ -85,6 +85,11 @@ fn http1(b: &[u8]) -> Option<Protocol> {
     // target: hyper answers it 400, where relaying it as opaque bytes
     // would hand the app what no HTTP parser accepted.
     let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
+    // The same rule as before the line ended, so the verdict does not
+    // depend on how the bytes were split into reads.
+    if line.iter().any(|c| c.is_ascii_control() && *c != b'\r') {
+        return Some(Protocol::Opaque);
+    }
     if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
         Some(Protocol::Http1)
     } else {
@@ -192,6 +197,18 @@ mod tests {
         assert!(!http1_prefix(b"\x00\x01"));
         assert!(!http1_prefix(b"{\"a\""));
         assert!(!http1_prefix(b"SSH-2.0-x\r\n"));
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_the_reads() {
+        // Found by fuzz/fuzz_targets/detect.rs: a control character in the
+        // request line made it opaque when the line came in two reads, and
+        // HTTP/1 when it came in one.
+        let input = b"GET /user^^^^^^^^^^&\0\0\0\0\0\0\0^^^^^^^^s/42 HTTP/1.1\r\nHost: app\r\n\r\n";
+        assert_eq!(classify(&input[..21]), Some(Protocol::Opaque));
+        assert_eq!(classify(input), Some(Protocol::Opaque));
+        assert_eq!(classify(b"GET /\t HTTP/1.1\r\n"), Some(Protocol::Opaque));
+        assert_eq!(classify(b"GET /a\rb HTTP/1.1\r\n"), Some(Protocol::Http1), "a bare CR is hyper's to refuse");
     }
 
     #[test]

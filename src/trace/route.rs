@@ -15,6 +15,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The longest route the heuristics make, in bytes. A longer path is no
+/// route anyone wrote: its segments past the limit become `/{*rest}`, so a
+/// client cannot make routes (metric labels, span attributes, interned
+/// strings) as long as the paths it sends. Configured patterns are kept
+/// whole.
+pub const MAX_ROUTE_LEN: usize = 256;
+const ELIDED: &str = "/{*rest}";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
@@ -102,11 +110,22 @@ impl RouteTemplates {
             out.push_str(p.as_str());
             return;
         }
+        // Where the route can be cut and still have room for `ELIDED`.
+        let mut fits = 0;
         for (i, seg) in path.split('/').enumerate() {
+            let seg = if is_identifier(seg) { "{id}" } else { seg };
+            if out.len() + usize::from(i > 0) + seg.len() > MAX_ROUTE_LEN {
+                out.truncate(fits);
+                out.push_str(ELIDED);
+                return;
+            }
             if i > 0 {
                 out.push('/');
             }
-            out.push_str(if is_identifier(seg) { "{id}" } else { seg });
+            out.push_str(seg);
+            if out.len() + ELIDED.len() <= MAX_ROUTE_LEN {
+                fits = out.len();
+            }
         }
     }
 
@@ -219,6 +238,24 @@ mod tests {
         let b = t.route("/users/43");
         assert_eq!(&*a, "/users/{id}");
         assert!(Arc::ptr_eq(&a, &b), "the second request reuses the first's route");
+    }
+
+    #[test]
+    fn long_paths_make_bounded_routes() {
+        // Found while writing fuzz/fuzz_targets/route.rs: a 60 KB path of
+        // words was a 60 KB route, interned up to 4096 times per thread.
+        let t = RouteTemplates::default();
+        let words = format!("/{}", "a%25/".repeat(12_000));
+        let r = t.template(&words);
+        assert!(r.len() <= MAX_ROUTE_LEN && r.ends_with("/a%25/{*rest}"), "{} bytes: {r}", r.len());
+        assert_eq!(t.template(&format!("/{}", "x!".repeat(35_000))), "/{*rest}");
+        assert_eq!(t.template(&"1/".repeat(1000)).len(), MAX_ROUTE_LEN - 4, "{{id}} x 49, then /{{*rest}}");
+        // A route of exactly the limit is kept whole.
+        let exact = format!("/{}", "!".repeat(MAX_ROUTE_LEN - 1));
+        assert_eq!(t.template(&exact), exact);
+        assert_eq!(t.template(&format!("{exact}/x")), "/{*rest}");
+        let patterns = RouteTemplates::new(vec![RoutePattern::parse("/files/*").unwrap()]);
+        assert_eq!(patterns.template(&format!("/files/{}", "x".repeat(1000))), "/files/*");
     }
 
     #[test]
