@@ -5,7 +5,10 @@
 //! (shared-notes/ui-api-contract.md) with three services, two three-hop
 //! traces with log lines and a stitched span, and a trace of 10000 spans;
 //! `ui_on_a_sidecar` opens a real sidecar's admin port, where the UI reads
-//! the sidecar's own endpoints. Screenshots go to target/ui-screenshots/.
+//! the sidecar's own endpoints; `ui_on_the_running_demo` opens the UI of a
+//! running `sidetrace demo` (real sidecars, the real collector) with a
+//! stored 10000-span trace beside the demo's traffic. Screenshots go to
+//! target/ui-screenshots/.
 //! `ui_logic_in_node` runs the pure logic's cases (tests/ui/logic.mjs)
 //! under Node's test runner.
 //! No assertion is about time: each wait is bounded only so that a broken
