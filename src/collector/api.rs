@@ -3,7 +3,7 @@
 //! one is a 400 that names it); the reads run in `spawn_blocking` on a
 //! connection of their own (`Store::read`), never holding up the writer.
 //!
-//! `/ui` is the UI's place: until `src/ui` lands it answers 404 saying so.
+//! The UI (`ui::router()`) is served beside it at `/ui`.
 
 use super::store::Store;
 use super::store::query::{self, Search, StatusFilter, Window};
