@@ -442,6 +442,17 @@ async fn ui_on_the_running_demo() {
     let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
     assert!((1..200).contains(&rows), "{rows} rows in the DOM after scrolling");
     browser.screenshot("demo-big-trace").await;
+    // The span filter finds one row among them by its attribute.
+    browser
+        .eval("const f = document.querySelector('.span-filter'); f.value = 'bulk.row=n=9999'; f.dispatchEvent(new Event('input'))")
+        .await;
+    let info = browser
+        .wait_for(
+            "one span matching",
+            "const m = document.querySelector('.match-info').innerText; return m.startsWith('1 of') && m",
+        )
+        .await;
+    assert_eq!(info, "1 of 10,000 spans match");
     browser.close().await;
 
     demo.signal(libc::SIGINT);
