@@ -250,7 +250,13 @@ async fn dependencies_of_a_three_service_chain() {
         (cs["p50_ms"].clone(), cs["p90_ms"].clone(), cs["p99_ms"].clone()),
         (json!(14.0), json!(18.0), json!(19.0))
     );
-    assert!(cs["rate"].as_f64().unwrap() > 0.0);
+    // Rates are over the part of the hour that holds data: the first call
+    // began 60 s ago, so ten calls are about 10/60 a second, not 10/3600.
+    let rate = cs["rate"].as_f64().unwrap();
+    assert!((10.0 / 120.0..=10.0 / 60.0).contains(&rate), "{rate}");
+    let stats = collector.json("/api/stats").await;
+    let seconds = stats["window_seconds"].as_f64().unwrap();
+    assert!((60.0..120.0).contains(&seconds), "{stats}");
     let pp = edge("producer", "payments");
     assert_eq!(pp["requests"], 10);
     let nodes: Vec<(String, u64)> = deps["nodes"]

@@ -5,7 +5,10 @@
 //! (shared-notes/ui-api-contract.md) with three services, two three-hop
 //! traces with log lines and a stitched span, and a trace of 10000 spans;
 //! `ui_on_a_sidecar` opens a real sidecar's admin port, where the UI reads
-//! the sidecar's own endpoints. Screenshots go to target/ui-screenshots/.
+//! the sidecar's own endpoints; `ui_on_the_running_demo` opens the UI of a
+//! running `sidetrace demo` (real sidecars, the real collector) with a
+//! stored 10000-span trace beside the demo's traffic. Screenshots go to
+//! target/ui-screenshots/.
 //! `ui_logic_in_node` runs the pure logic's cases (tests/ui/logic.mjs)
 //! under Node's test runner.
 //! No assertion is about time: each wait is bounded only so that a broken
@@ -244,4 +247,215 @@ fn ui_logic_in_node() {
     std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
     tools::run_ok(std::process::Command::new("node").args(["--test", "logic.mjs"]).current_dir(&dir));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sidetrace demo`'s address lines: (the collector's OTLP/HTTP address, the UI's URL).
+fn demo_addresses(lines: &[String]) -> Option<(String, String)> {
+    let otlp = lines.iter().find_map(|l| l.trim_start().strip_prefix("collector"))?;
+    let otlp = otlp.trim_start().strip_prefix("OTLP ")?.split(',').next()?.to_string();
+    let ui = lines.iter().find_map(|l| l.strip_prefix("the UI, while the demo runs:"))?.trim().to_string();
+    Some((otlp, ui))
+}
+
+const DEMO_BIG: &str = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1";
+
+/// One trace of `BIG_SPANS` spans: a SERVER root in a service of its own
+/// (`bulk-import`, no calls to or from the demo's services) and a 4-ary
+/// tree of INTERNAL spans beneath it.
+fn big_demo_trace() -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use support::collector::{request, span, string};
+    let trace: Vec<u8> = (0..16).map(|_| 0xd1).collect();
+    let base = support::collector::now_ns() - 2_000_000_000;
+    let spans: Vec<_> = (0..BIG_SPANS as u64)
+        .map(|i| {
+            let depth = (i as f64 * 3.0 + 1.0).log(4.0).floor() as u64;
+            let start = base + i * 1_000 + depth * 10_000;
+            let parent = (i > 0).then(|| (i - 1) / 4 + 1);
+            let (kind, name) = if i == 0 { (2, "POST /import") } else { (1, "import row") };
+            let attrs = vec![string("bulk.row", &format!("n={i}"))];
+            span(
+                "bulk-import",
+                &trace,
+                i + 1,
+                parent,
+                name,
+                kind,
+                start,
+                Duration::from_millis(1_000 - depth * 50),
+                attrs,
+            )
+        })
+        .collect();
+    request(&spans)
+}
+
+/// The real thing: `sidetrace demo` runs producer → consumer → store behind
+/// sidecars that export to its in-process collector, and the collector's
+/// UI shows what a user opening the printed address would look at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_on_the_running_demo() {
+    let Some(browser) = Browser::start("demo").await else { return };
+    let mut demo = support::process::Process::spawn(
+        "sidetrace demo",
+        &mut support::proxy::command(&["demo", "--ui", "127.0.0.1:0"]),
+    );
+    let started = wait::until_sync(Duration::from_secs(30), || {
+        demo.assert_running();
+        let lines = demo.stdout_lines();
+        lines.iter().any(|l| l.starts_with("calling GET")).then(|| demo_addresses(&lines)).flatten()
+    });
+    let (otlp, ui) = started.unwrap_or_else(|| panic!("the demo did not start:\n{}", demo.output()));
+    let api = ui.trim_end_matches("/ui").to_string();
+    let client = Client::http1();
+    let get = async |path: &str| -> Value {
+        let r = client.get(&format!("{api}{path}")).send().await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+
+    // A few seconds of traffic, and one stored trace of 10000 spans.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    use prost::Message;
+    let big = big_demo_trace().encode_to_vec();
+    let r = client
+        .post(&format!("http://{otlp}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(big)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The graph: the three services and both calls; the big trace's
+    // service stands alone, calling nobody.
+    browser.goto(&format!("{ui}/")).await;
+    browser.wait_for("the demo's services in the graph", &format!("{} >= 3", count(".graph .node"))).await;
+    let names: Vec<String> = serde_json::from_value(
+        browser.eval("return [...document.querySelectorAll('.graph .node')].map(n => n.dataset.service).sort()").await,
+    )
+    .unwrap();
+    for name in ["producer", "consumer", "store"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from the graph: {names:?}");
+    }
+    let edges = browser.eval("return [...document.querySelectorAll('.graph .edge')].map(e => e.dataset.client + '>' + e.dataset.server).sort()").await;
+    assert_eq!(edges, json!(["consumer>store", "producer>consumer"]), "the calls a user made, and no others");
+    // Each call's label: its rate while the demo ran, not spread over an hour.
+    let deps = get("/api/dependencies").await;
+    let calls = deps["edges"].as_array().unwrap();
+    assert!(calls.iter().all(|e| e["rate"].as_f64().unwrap() > 1.0), "the demo calls many times a second: {deps}");
+    let producer =
+        browser.eval("return document.querySelector('.node[data-service=producer] .node-sub').textContent").await;
+    assert!(producer.as_str().unwrap().contains("calls out"), "the producer calls, it is not idle: {producer}");
+    browser.wait_for("the routes table", &format!("{} >= 4", count(".routes tbody tr[tabindex]"))).await;
+    browser.screenshot("demo-overview").await;
+
+    // Search by an attribute: only traces with a span of that route.
+    browser.goto(&format!("{ui}/#/traces")).await;
+    browser.wait_for("the search form", "return document.querySelector('.search-form textarea[name=attr]')").await;
+    // The unfiltered list stays until the search's own answer replaces it.
+    browser.wait_for("the first list", "return document.querySelector('.traces tbody tr')").await;
+    browser
+        .eval("document.querySelector('.results').dataset.stale = 'yes'; document.querySelector('textarea[name=attr]').value = 'http.route=/stock/{id}'; document.querySelector('.search-form button[type=submit]').click()")
+        .await;
+    browser
+        .wait_for("the search in the URL", "return location.hash.includes('attr=http.route%3D%2Fstock%2F%7Bid%7D')")
+        .await;
+    let found = browser
+        .wait_for("traces found", "const r = [...document.querySelectorAll('.results:not([data-stale]) .traces tbody tr')]; return r.length > 1 && r.map(t => [t.dataset.traceId, t.cells[4].innerText.split('\\n')[0], t.cells[2].innerText])")
+        .await;
+    let found: Vec<(String, String, String)> = serde_json::from_value(found).unwrap();
+    for (id, _, _) in &found {
+        let t = get(&format!("/api/traces/{id}")).await;
+        let has = t["spans"].as_array().unwrap().iter().any(|s| s["attributes"]["http.route"] == "/stock/{id}");
+        assert!(has, "trace {id} has no span of /stock/{{id}}: {t}");
+    }
+    browser.screenshot("demo-search").await;
+    // Two whole traces of the same call: four spans each.
+    let whole: Vec<&(String, String, String)> =
+        found.iter().filter(|(_, spans, root)| spans == "4" && root.contains("GET /orders/{id}")).collect();
+    assert!(whole.len() >= 2, "two whole three-hop traces among {found:?}");
+    let (a, b) = (whole[0].0.clone(), whole[1].0.clone());
+    // Ticked in the list and compared side by side.
+    for id in [&a, &b] {
+        browser
+            .eval(&format!(
+                "document.querySelector('.traces tbody tr[data-trace-id=\"{id}\"] input[type=checkbox]').click()"
+            ))
+            .await;
+    }
+    let compare =
+        browser.eval("const b = document.querySelector('.compare-button'); return !b.disabled && b.textContent").await;
+    assert_eq!(compare, "Compare the two selected");
+
+    browser.eval("document.querySelector('.compare-button').click()").await;
+    browser.wait_for("both traces compared", &format!("return location.hash === '#/compare/{a}/{b}'")).await;
+    browser.wait_for("the comparison", &format!("{} === 4", count(".cmp-row:not(.cmp-head)"))).await;
+    let summary = browser.eval("return document.querySelector('.compare > p.muted').innerText").await;
+    assert!(summary.as_str().unwrap().contains("4 in both, 0 only in A, 0 only in B"), "{summary}");
+    browser.screenshot("demo-compare").await;
+
+    // One three-hop trace: 4 spans across 3 services, each with its
+    // access-log line, the stitched call marked, the critical path drawn.
+    // From the comparison, A's link opens it.
+    browser.eval("document.querySelector('.compare-side a').click()").await;
+    browser.wait_for("the trace's waterfall", &format!("{} === 4", count(".wf-row.span"))).await;
+    assert_eq!(browser.eval("return location.hash").await, format!("#/traces/{a}"));
+    assert_eq!(browser.eval("return document.querySelector('.span-count').innerText").await, "4 spans");
+    let services = browser
+        .eval("return [...new Set([...document.querySelectorAll('.wf-row.span .svc')].map(s => s.textContent))].sort()")
+        .await;
+    assert_eq!(services, json!(["consumer", "producer", "store"]));
+    let spans = browser.eval("return [...document.querySelectorAll('.wf-row.span')].map(r => r.dataset.spanId)").await;
+    let logs = browser
+        .eval("return [...document.querySelectorAll('.wf-row.log')].map(r => [r.dataset.spanId, r.innerText])")
+        .await;
+    let logs: Vec<(String, String)> = serde_json::from_value(logs).unwrap();
+    assert_eq!(logs.len(), 4, "one access-log line per span: {logs:?}");
+    for (span, line) in &logs {
+        assert!(spans.as_array().unwrap().iter().any(|s| s == span), "{line} names no span of the trace");
+        assert!(line.contains("HTTP/1.1"), "an access-log line: {line}");
+    }
+    let stitched = browser.eval("return [...document.querySelectorAll('.wf-row.span')].filter(r => r.querySelector('.badge.stitched')).map(r => r.querySelector('.svc').textContent + ' ' + r.querySelector('.op').textContent)").await;
+    assert_eq!(
+        stitched,
+        json!(["consumer GET /stock/{id}"]),
+        "the consumer's call to the store, joined by its sidecar"
+    );
+    // A chain of four calls, each waiting for the next: all on the path.
+    assert_eq!(browser.eval(&count(".wf-row.span.critical")).await, 4);
+    assert!(browser.eval(&format!("{} >= 4", count(".wf-crit"))).await.as_bool().unwrap());
+    browser.screenshot("demo-trace").await;
+
+    // The stored 10000-span trace: only the rows in view are in the DOM.
+    browser.goto(&format!("{ui}/#/traces/{DEMO_BIG}")).await;
+    browser
+        .wait_for(
+            "the big trace",
+            "const c = document.querySelector('.span-count'); return c && c.innerText === '10,000 spans'",
+        )
+        .await;
+    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
+    assert!((1..200).contains(&rows), "{rows} rows in the DOM");
+    browser.eval("const s = document.querySelector('.wf-scroll'); s.scrollTop = s.scrollHeight").await;
+    let last_rows = "const t = document.querySelector('.wf-rows').style.transform; return Number(/translateY\\((\\d+)px/.exec(t)?.[1]) > 9000 * 26";
+    browser.wait_for("the last rows after scrolling", last_rows).await;
+    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
+    assert!((1..200).contains(&rows), "{rows} rows in the DOM after scrolling");
+    browser.screenshot("demo-big-trace").await;
+    // The span filter finds one row among them by its attribute.
+    browser
+        .eval("const f = document.querySelector('.span-filter'); f.value = 'bulk.row=n=9999'; f.dispatchEvent(new Event('input'))")
+        .await;
+    let info = browser
+        .wait_for(
+            "one span matching",
+            "const m = document.querySelector('.match-info').innerText; return m.startsWith('1 of') && m",
+        )
+        .await;
+    assert_eq!(info, "1 of 10,000 spans match");
+    browser.close().await;
+
+    demo.signal(libc::SIGINT);
+    let status = demo.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", demo.output());
 }

@@ -3,7 +3,7 @@
 //! one is a 400 that names it); the reads run in `spawn_blocking` on a
 //! connection of their own (`Store::read`), never holding up the writer.
 //!
-//! `/ui` is the UI's place: until `src/ui` lands it answers 404 saying so.
+//! The UI (`ui::router()`) is served beside it at `/ui`.
 
 use super::store::Store;
 use super::store::query::{self, Search, StatusFilter, Window};
@@ -236,7 +236,7 @@ async fn dependencies(State(api): State<Arc<Api>>, Query(params): Params) -> Res
         Ok(w) => w,
         Err(b) => return b.into_response(),
     };
-    match read(&api, move |c| query::dependencies(c, window)).await {
+    match read(&api, move |c| query::dependencies(c, query::observed(c, window)?)).await {
         Ok(deps) => axum::Json(deps).into_response(),
         Err(r) => r,
     }
@@ -247,8 +247,12 @@ async fn stats(State(api): State<Arc<Api>>, Query(params): Params) -> Response {
         Ok(w) => w,
         Err(b) => return b.into_response(),
     };
-    match read(&api, move |c| query::stats(c, window)).await {
-        Ok(routes) => axum::Json(json!({ "window_seconds": window.seconds(), "routes": routes })).into_response(),
+    let observed = move |c: &rusqlite::Connection| {
+        let w = query::observed(c, window)?;
+        Ok((w.seconds(), query::stats(c, w)?))
+    };
+    match read(&api, observed).await {
+        Ok((seconds, routes)) => axum::Json(json!({ "window_seconds": seconds, "routes": routes })).into_response(),
         Err(r) => r,
     }
 }

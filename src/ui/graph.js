@@ -182,15 +182,22 @@ export function render(root, deps, selection, onSelect) {
   for (const name of names) {
     const n = nodeInfo.get(name);
     const { x, y } = xy(name);
-    const errRate = n.requests ? n.errors / n.requests : 0;
+    // A service that only calls others (a client, a job) has no requests
+    // of its own: it shows the calls it makes instead of "0 req".
+    const out = edges.filter((e) => e.client === name && e.server !== name);
+    const calls = !n.requests && out.length;
+    const count = calls ? out.reduce((t, e) => t + e.requests, 0) : n.requests;
+    const errs = calls ? out.reduce((t, e) => t + e.errors, 0) : n.errors;
+    const errRate = count ? errs / count : 0;
     const dim = activeNode(name) ? "" : " dim";
     const selected = selection?.service === name ? " selected" : "";
-    const label = `${name}: ${fmtCount(n.requests)} requests, ${fmtPct(errRate)} errors`;
+    const what = calls ? "calls out" : "requests";
+    const label = `${name}: ${fmtCount(count)} ${what}, ${fmtPct(errRate)} errors`;
     nodeLayer.append(
       s(
         "g",
         {
-          class: `node${dim}${selected}${n.errors ? " has-errors" : ""}`,
+          class: `node${dim}${selected}${errs ? " has-errors" : ""}`,
           transform: `translate(${x},${y})`,
           tabindex: 0,
           role: "button",
@@ -208,7 +215,7 @@ export function render(root, deps, selection, onSelect) {
         s("rect", { width: NODE_W, height: NODE_H, rx: 8, class: "node-box" }),
         s("rect", { width: 5, height: NODE_H - 16, x: 8, y: 8, rx: 2, fill: serviceColor(name) }),
         s("text", { x: 22, y: 23, class: "node-name" }, name.length > 20 ? `${name.slice(0, 19)}…` : name),
-        s("text", { x: 22, y: 41, class: "node-sub" }, `${fmtCount(n.requests)} req · ${fmtPct(errRate)} err`),
+        s("text", { x: 22, y: 41, class: "node-sub" }, `${fmtCount(count)} ${calls ? "calls out" : "req"} · ${fmtPct(errRate)} err`),
       ),
     );
   }

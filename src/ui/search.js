@@ -136,7 +136,8 @@ function drawResults(root, list, limit, withService) {
     return;
   }
   const maxDur = Math.max(1, ...list.map((t) => t.duration_ns));
-  for (const id of selectedForCompare) if (!list.some((t) => t.trace_id === id)) selectedForCompare.delete(id);
+  // A ticked trace stays ticked when newer traces push it off a live
+  // list (auto-refresh): it can still be compared with the next one ticked.
   const compareButton = h("button", { type: "button", class: "compare-button" });
   const syncCompare = () => {
     const ids = [...selectedForCompare];

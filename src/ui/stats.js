@@ -112,7 +112,7 @@ export function render(root, stats, selection, onOpen) {
   });
   fill();
   arrowRows(tbody, "tr[tabindex]");
-  const windowText = stats.window_seconds ? `TPS over the last ${stats.window_seconds >= 120 ? `${Math.round(stats.window_seconds / 60)} min` : `${stats.window_seconds} s`}` : "";
+  const windowText = stats.window_seconds ? `TPS over the last ${stats.window_seconds >= 120 ? `${Math.round(stats.window_seconds / 60)} min` : `${Math.round(stats.window_seconds)} s`}` : "";
   root.replaceChildren(
     h("div", { class: "section-head" }, h("h2", {}, "Routes"), h("span", { class: "muted" }, windowText), h("span", { class: "spacer" }), filterBox),
     h("div", { class: "table-wrap" }, table),

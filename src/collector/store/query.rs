@@ -21,6 +21,22 @@ impl Window {
     }
 }
 
+/// The shortest period rates are taken over: a first span a millisecond
+/// old is not a thousand requests a second.
+const MIN_OBSERVED_NS: i64 = 1_000_000_000;
+
+/// The part of `window` that holds data: from its first stored span (or
+/// its start, if later) to its end, at least a second long. Rates (`rate`,
+/// `tps`) are taken over it, so traffic that began five seconds ago reads
+/// as its real pace, not as spread over the hour asked for.
+pub fn observed(conn: &Connection, window: Window) -> rusqlite::Result<Window> {
+    let first: Option<i64> = conn
+        .prepare_cached("SELECT MIN(start_ns) FROM spans WHERE start_ns BETWEEN ?1 AND ?2")?
+        .query_row([window.start, window.end], |r| r.get(0))?;
+    let start = first.map_or(window.start, |f| f.max(window.start)).min(window.end - MIN_OBSERVED_NS);
+    Ok(Window { start: start.max(window.start), end: window.end })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusFilter {
     Ok,
