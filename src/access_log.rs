@@ -6,19 +6,12 @@
 use crate::config::AccessLogFormat;
 use crate::trace::SpanRecord;
 use crate::vocab::protocol_version;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 const QUEUE: usize = 8192;
-
-/// What the text format percent-encodes in a path: a request target may
-/// carry `"`, `\` and any UTF-8 (C1 controls such as NEL, U+2028), none of
-/// which may reach a log line raw. CR, LF, space and ASCII controls cannot
-/// be in a parsed path, and are encoded anyway.
-const TEXT_PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -113,7 +106,7 @@ pub fn format_line(s: &SpanRecord, format: AccessLogFormat, out: &mut String) {
             let _ = writeln!(out, "{v}");
         }
         AccessLogFormat::Text => {
-            let path = utf8_percent_encode(path, TEXT_PATH);
+            let path = crate::trace::redact::log_path(path);
             let _ = writeln!(
                 out,
                 "{time} {} {} {path} HTTP/{} {status} {duration_ms:.3}ms in={} out={} client={} upstream={upstream} trace_id={} span_id={}{}",

@@ -64,7 +64,7 @@ impl Encoder {
                     "{} {} {} HTTP/{} {} {:.3}ms",
                     s.direction.as_str(),
                     s.method,
-                    s.uri.path(),
+                    crate::trace::redact::log_path(s.uri.path()),
                     protocol_version(s.version),
                     s.status.unwrap_or(0),
                     s.duration_nanos() as f64 / 1e6,
@@ -159,4 +159,29 @@ fn any(value: AttrValue) -> Value {
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::red::tests::span;
+    use crate::vocab::Direction;
+
+    #[test]
+    fn a_log_records_body_is_one_line_without_raw_quotes_or_controls() {
+        let enc = Encoder { resource: Resource::default(), redact_query_keys: Vec::new() };
+        let s = span(Direction::Inbound, "GET", "/a%22b/caf%C3%A9", None);
+        let mut weird = s.clone();
+        weird.uri = http::Uri::from_maybe_shared(bytes::Bytes::from("/q\"x\\y\u{85}z\u{2028}")).unwrap();
+        for s in [s, weird] {
+            let req = enc.logs_request(std::slice::from_ref(&s));
+            let record = &req.resource_logs[0].scope_logs[0].log_records[0];
+            let Some(Value::StringValue(body)) = record.body.as_ref().and_then(|b| b.value.clone()) else {
+                panic!("a string body")
+            };
+            assert!(body.is_ascii(), "{body}");
+            assert!(!body.chars().any(|c| c.is_control() || c == '"' || c == '\\'), "{body}");
+            assert!(body.starts_with("inbound GET /"), "{body}");
+        }
+    }
 }

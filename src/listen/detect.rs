@@ -76,20 +76,20 @@ fn http1(b: &[u8]) -> Option<Protocol> {
     if b.len() == method_len && method_len <= 32 {
         return None;
     }
-    let Some(eol) = b.iter().position(|&c| c == b'\n') else {
-        let no_method = method_len == 0 || method_len > 32 || b[method_len] != b' ';
-        let binary = b.iter().any(|c| c.is_ascii_control() && *c != b'\r');
-        return if no_method || binary { Some(Protocol::Opaque) } else { None };
-    };
-    // A first line that says HTTP/1 is HTTP/1 even with a bad method or
-    // target: hyper answers it 400, where relaying it as opaque bytes
-    // would hand the app what no HTTP parser accepted.
-    let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
-    // The same rule as before the line ended, so the verdict does not
-    // depend on how the bytes were split into reads.
-    if line.iter().any(|c| c.is_ascii_control() && *c != b'\r') {
+    // Bytes that start with a token may be a request line until its end
+    // says otherwise; anything else is not HTTP/1 from its first byte on.
+    // Only these two rules decide, and a line's prefix never contradicts
+    // the whole line, so the verdict does not depend on how the bytes were
+    // split into reads.
+    if method_len == 0 || method_len > 32 {
         return Some(Protocol::Opaque);
     }
+    let eol = b.iter().position(|&c| c == b'\n')?;
+    // A first line that says HTTP/1 is HTTP/1 even with a bad method or
+    // target (control bytes included): hyper answers it 400, where
+    // relaying it as opaque bytes would hand the app what no HTTP parser
+    // accepted.
+    let line = b[..eol].strip_suffix(b"\r").unwrap_or(&b[..eol]);
     if line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0") {
         Some(Protocol::Http1)
     } else {
@@ -188,7 +188,9 @@ mod tests {
         // Not a method, but an HTTP/1 request line: hyper refuses it.
         assert_eq!(classify(b"G(T / HTTP/1.1\r\n"), Some(Protocol::Http1));
         assert_eq!(classify(b"GET\t/ HTTP/1.1\r\n"), Some(Protocol::Http1));
-        assert_eq!(classify(b"G(T / HT"), Some(Protocol::Opaque));
+        // Until its line ends, it may still say HTTP/1.
+        assert_eq!(classify(b"G(T / HT"), None);
+        assert_eq!(classify(b"{x HTTP/1.1\r\n"), Some(Protocol::Opaque));
         assert_eq!(classify(b"{\"a\":1}\n"), Some(Protocol::Opaque));
         // What a slow client had sent when detection gave up.
         assert!(http1_prefix(b"GET"));
@@ -205,9 +207,13 @@ mod tests {
         // request line made it opaque when the line came in two reads, and
         // HTTP/1 when it came in one.
         let input = b"GET /user^^^^^^^^^^&\0\0\0\0\0\0\0^^^^^^^^s/42 HTTP/1.1\r\nHost: app\r\n\r\n";
-        assert_eq!(classify(&input[..21]), Some(Protocol::Opaque));
-        assert_eq!(classify(input), Some(Protocol::Opaque));
-        assert_eq!(classify(b"GET /\t HTTP/1.1\r\n"), Some(Protocol::Opaque));
+        for cut in 1..input.len() {
+            let first = classify(&input[..cut]);
+            assert!(first.is_none() || first == classify(input), "{cut} bytes say {first:?}");
+        }
+        // A request line is HTTP/1 whatever its target holds: hyper refuses it.
+        assert_eq!(classify(input), Some(Protocol::Http1));
+        assert_eq!(classify(b"GET /\t HTTP/1.1\r\n"), Some(Protocol::Http1));
         assert_eq!(classify(b"GET /a\rb HTTP/1.1\r\n"), Some(Protocol::Http1), "a bare CR is hyper's to refuse");
     }
 

@@ -23,6 +23,18 @@ pub fn redact_query<'a>(query: &'a str, keys: &[String]) -> Cow<'a, str> {
     Cow::Owned(parts.join("&"))
 }
 
+/// What a one-line log encodes in a path: a request target may carry `"`,
+/// `\` and any UTF-8 (C1 controls such as NEL, U+2028), none of which may
+/// reach a log line raw. CR, LF, space and ASCII controls cannot be in a
+/// parsed path, and are encoded anyway.
+const LOG_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'\\');
+
+/// A path as a text log line may carry it (the access log's text format,
+/// the body of an OTLP log record).
+pub fn log_path(path: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(path, LOG_PATH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
