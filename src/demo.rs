@@ -146,7 +146,7 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let calls = apps::producer::run(proxy, target, interval, run_for);
     let tally = tokio::select! {
         t = calls => t,
-        _ = stop_signal() => {
+        _ = crate::drain::stop_signal() => {
             println!("\nstopping");
             apps::producer::Tally::default()
         }
@@ -253,18 +253,6 @@ async fn collected(ui: SocketAddr) -> Result<(String, String), Box<dyn std::erro
         capped |= n == 1000;
     }
     Ok((names.join(", "), format!("{logs}{}", if capped { " or more" } else { "" })))
-}
-
-/// Ctrl-C, or SIGTERM as a container runtime sends it.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        },
-        Err(_) => _ = tokio::signal::ctrl_c().await,
-    }
 }
 
 /// A span reaches the ring through the export task a moment after its

@@ -48,3 +48,17 @@ impl Watch {
         let _ = rx.wait_for(|d| *d).await;
     }
 }
+/// SIGTERM (as Kubernetes and container runtimes stop a process) or
+/// SIGINT (Ctrl-C), whichever comes first: when every command of
+/// sidetrace begins to stop.
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

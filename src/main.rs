@@ -106,7 +106,7 @@ fn run(args: &RunArgs) -> ExitCode {
         );
         tracing::info!(config = %config.printable(), "configuration");
         tokio::select! {
-            () = wait_for_signal() => {}
+            () = sidetrace::drain::stop_signal() => {}
             () = sidecar.shutdown_requested() => {}
         }
         tracing::info!("shutting down: draining in-flight requests");
@@ -114,16 +114,4 @@ fn run(args: &RunArgs) -> ExitCode {
         tracing::info!(drained, "stopped");
         ExitCode::SUCCESS
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

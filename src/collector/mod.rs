@@ -98,7 +98,7 @@ fn start(args: &CollectorArgs) -> Result<(), CollectorError> {
             storage = %args.storage,
             "sidetrace collector started"
         );
-        wait_for_signal().await;
+        crate::drain::stop_signal().await;
         tracing::info!("stopping");
         // Every acknowledged batch is committed already; what is in flight
         // was not acknowledged, and its sender will retry it.
@@ -155,16 +155,4 @@ pub async fn serve(args: &CollectorArgs) -> Result<Running, CollectorError> {
         tokio::spawn(crate::web::serve(ui, api::router(api), None)),
     ];
     Ok(Running { otlp_http, otlp_grpc, ui: ui_addr, servers })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
