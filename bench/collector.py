@@ -179,7 +179,13 @@ def main():
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--spans-per-request", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--peer", choices=["sidetrace", "rotel"], default="sidetrace",
+                    help="who receives: sidetrace collector (stores durably, then answers), or rotel "
+                         "(PyPI rotel's rotel-agent with the blackhole exporter: receives, stores nothing)")
+    ap.add_argument("--rotel", default=None, help="the rotel-agent binary (default: found in bench/.venv)")
     args = ap.parse_args()
+    if args.peer == "rotel":
+        return rotel(args)
 
     bodies = [(request_body(args.spans_per_request, seed), args.spans_per_request) for seed in range(16)]
     storage = tempfile.mkdtemp(prefix="sidetrace-bench-collector-")
@@ -244,6 +250,61 @@ def main():
         proc.kill()
         proc.wait()
         shutil.rmtree(storage, ignore_errors=True)
+
+
+def send_for(args, port, bodies):
+    """The same load as against the collector: spans acknowledged, CPU of `pid` read around it."""
+    counts = {"spans": 0, "requests": 0, "busy": 0, "other": 0}
+
+    async def run():
+        deadline = time.monotonic() + args.duration
+        await asyncio.gather(*(sender(port, bodies, deadline, counts) for _ in range(args.connections)))
+
+    t0 = time.monotonic()
+    asyncio.run(run())
+    return counts, time.monotonic() - t0
+
+
+def rotel(args):
+    """The peer: the Rust OTLP collector rotel receiving the same batches
+    over OTLP/HTTP and throwing them away (blackhole exporter), so its
+    figure is the cost of receiving alone, without storage."""
+    agent = args.rotel or next(
+        (os.path.join(r, "rotel-agent") for r, _, f in os.walk(os.path.join(ROOT, "bench", ".venv")) if "rotel-agent" in f),
+        None)
+    if not agent:
+        print("rotel-agent not found: bench/.venv/bin/pip install rotel", file=sys.stderr)
+        return 2
+    bodies = [(request_body(args.spans_per_request, seed), args.spans_per_request) for seed in range(16)]
+    http, grpc = free_port(), free_port()
+    proc = subprocess.Popen(
+        [agent, "start", "--otlp-http-endpoint", f"127.0.0.1:{http}", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc}",
+         "--exporter", "blackhole"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", http), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        cpu0 = proc_cpu_seconds(proc.pid)
+        counts, elapsed = send_for(args, http, bodies)
+        cpu = proc_cpu_seconds(proc.pid) - cpu0
+        print(json.dumps({
+            "peer": "rotel (blackhole exporter, nothing stored)",
+            "spans_acknowledged": counts["spans"],
+            "seconds": round(elapsed, 2),
+            "spans_per_second": round(counts["spans"] / elapsed),
+            "answers_429": counts["busy"],
+            "answers_other": counts["other"],
+            "cpu_us_per_span": round(cpu / max(counts["spans"], 1) * 1e6, 2),
+            "peak_rss_mib": round(proc_hwm_kib(proc.pid) / 1024, 1),
+        }, indent=2))
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":
