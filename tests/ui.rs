@@ -38,6 +38,41 @@ fn count(selector: &str) -> String {
     format!("return document.querySelectorAll({selector:?}).length")
 }
 
+/// Opens a trace of `BIG_SPANS` spans at `url`: the DOM holds only the
+/// rows in view, at the top and after a scroll to the end, the list is as
+/// tall as every span, and `filter` matches exactly one span.
+async fn big_trace(browser: &Browser, url: &str, screenshot: &str, filter: &str) {
+    browser.goto(url).await;
+    browser
+        .wait_for(
+            "the big trace",
+            "const c = document.querySelector('.span-count'); return c && c.innerText === '10,000 spans'",
+        )
+        .await;
+    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
+    assert!((1..200).contains(&rows), "{rows} rows in the DOM");
+    browser.eval("const s = document.querySelector('.wf-scroll'); s.scrollTop = s.scrollHeight").await;
+    let last_rows = "const t = document.querySelector('.wf-rows').style.transform; return Number(/translateY\\((\\d+)px/.exec(t)?.[1]) > 9000 * 26";
+    browser.wait_for("the last rows after scrolling", last_rows).await;
+    let height = browser.eval("return document.querySelector('.wf-spacer').offsetHeight").await.as_u64().unwrap();
+    assert_eq!(height, BIG_SPANS as u64 * 26, "the list is as tall as every span");
+    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
+    assert!((1..200).contains(&rows), "{rows} rows in the DOM after scrolling");
+    browser.screenshot(screenshot).await;
+    let set = format!(
+        "const f = document.querySelector('.span-filter'); f.value = {}; f.dispatchEvent(new Event('input'))",
+        serde_json::Value::from(filter)
+    );
+    browser.eval(&set).await;
+    let info = browser
+        .wait_for(
+            "one span matching",
+            "const m = document.querySelector('.match-info').innerText; return m.startsWith('1 of') && m",
+        )
+        .await;
+    assert_eq!(info, "1 of 10,000 spans match");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_against_the_contract() {
     let Some(browser) = Browser::start("contract").await else { return };
@@ -159,35 +194,7 @@ async fn ui_against_the_contract() {
 
     // 10000 spans: the DOM holds only the rows in view, at the top and
     // after a scroll to the end, and the span filter finds one span.
-    browser.goto(&format!("{base}/ui/#/traces/{BIG}")).await;
-    browser
-        .wait_for(
-            "the big trace",
-            "const c = document.querySelector('.span-count'); return c && c.innerText === '10,000 spans'",
-        )
-        .await;
-    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
-    assert!((1..200).contains(&rows), "{rows} rows in the DOM");
-    browser.eval("const s = document.querySelector('.wf-scroll'); s.scrollTop = s.scrollHeight").await;
-    let last_rows = "const t = document.querySelector('.wf-rows').style.transform; return Number(/translateY\\((\\d+)px/.exec(t)?.[1]) > 9000 * 26";
-    browser.wait_for("the last rows after scrolling", last_rows).await;
-    let height = browser.eval("return document.querySelector('.wf-spacer').offsetHeight").await.as_u64().unwrap();
-    assert_eq!(height, BIG_SPANS as u64 * 26, "the list is as tall as every span");
-    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
-    assert!((1..200).contains(&rows), "{rows} rows in the DOM after scrolling");
-    browser.screenshot("big-trace").await;
-    browser
-        .eval(
-            "const f = document.querySelector('.span-filter'); f.value = 'n=9999'; f.dispatchEvent(new Event('input'))",
-        )
-        .await;
-    let info = browser
-        .wait_for(
-            "one span matching",
-            "const m = document.querySelector('.match-info').innerText; return m.startsWith('1 of') && m",
-        )
-        .await;
-    assert_eq!(info, "1 of 10,000 spans match");
+    big_trace(&browser, &format!("{base}/ui/#/traces/{BIG}"), "big-trace", "n=9999").await;
     assert!(browser.eval("return document.body.innerText.includes('op-9999')").await.as_bool().unwrap());
     browser.close().await;
 }
@@ -426,33 +433,9 @@ async fn ui_on_the_running_demo() {
     assert!(browser.eval(&format!("{} >= 4", count(".wf-crit"))).await.as_bool().unwrap());
     browser.screenshot("demo-trace").await;
 
-    // The stored 10000-span trace: only the rows in view are in the DOM.
-    browser.goto(&format!("{ui}/#/traces/{DEMO_BIG}")).await;
-    browser
-        .wait_for(
-            "the big trace",
-            "const c = document.querySelector('.span-count'); return c && c.innerText === '10,000 spans'",
-        )
-        .await;
-    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
-    assert!((1..200).contains(&rows), "{rows} rows in the DOM");
-    browser.eval("const s = document.querySelector('.wf-scroll'); s.scrollTop = s.scrollHeight").await;
-    let last_rows = "const t = document.querySelector('.wf-rows').style.transform; return Number(/translateY\\((\\d+)px/.exec(t)?.[1]) > 9000 * 26";
-    browser.wait_for("the last rows after scrolling", last_rows).await;
-    let rows = browser.eval(&count(".wf-row")).await.as_u64().unwrap();
-    assert!((1..200).contains(&rows), "{rows} rows in the DOM after scrolling");
-    browser.screenshot("demo-big-trace").await;
-    // The span filter finds one row among them by its attribute.
-    browser
-        .eval("const f = document.querySelector('.span-filter'); f.value = 'bulk.row=n=9999'; f.dispatchEvent(new Event('input'))")
-        .await;
-    let info = browser
-        .wait_for(
-            "one span matching",
-            "const m = document.querySelector('.match-info').innerText; return m.startsWith('1 of') && m",
-        )
-        .await;
-    assert_eq!(info, "1 of 10,000 spans match");
+    // The stored 10000-span trace: only the rows in view are in the DOM,
+    // and the span filter finds one row among them by its attribute.
+    big_trace(&browser, &format!("{ui}/#/traces/{DEMO_BIG}"), "demo-big-trace", "bulk.row=n=9999").await;
     browser.close().await;
 
     demo.signal(libc::SIGINT);

@@ -42,6 +42,16 @@ pub async fn run_with_store(listener: TcpListener, store: Store) {
 }
 
 async fn serve(listener: TcpListener, store: Option<Store>) {
+    accept(listener, move |req| handle(req, store)).await
+}
+
+/// Serves each connection `listener` accepts with `handler`, over HTTP/1.1
+/// and h2c, until its task is dropped (the store's loop too).
+pub async fn accept<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     loop {
         let sock = match listener.accept().await {
             Ok((sock, _)) => sock,
@@ -51,9 +61,10 @@ async fn serve(listener: TcpListener, store: Option<Store>) {
                 continue;
             }
         };
+        let handler = handler.clone();
         tokio::spawn(async move {
             let conn = auto::Builder::new(TokioExecutor::new());
-            let _ = conn.serve_connection(TokioIo::new(sock), service_fn(move |req| handle(req, store))).await;
+            let _ = conn.serve_connection(TokioIo::new(sock), service_fn(handler)).await;
         });
     }
 }

@@ -5,29 +5,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Serves until its task is dropped.
 pub async fn run(listener: TcpListener) {
-    loop {
-        let sock = match listener.accept().await {
-            Ok((sock, _)) => sock,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            let conn = auto::Builder::new(TokioExecutor::new());
-            let _ = conn.serve_connection(TokioIo::new(sock), service_fn(handle)).await;
-        });
-    }
+    super::consumer::accept(listener, handle).await
 }
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
