@@ -152,6 +152,8 @@ impl Sidecar {
         // Per listener, so shared by the workers' listeners of a direction.
         let limits = || Arc::new(http::limits::Limits::new(config.max_connections, config.max_concurrent_requests));
         let (inbound_limits, outbound_limits) = (limits(), limits());
+        let capture_request = Arc::new(config.capture_request_headers.clone());
+        let capture_response = Arc::new(config.capture_response_headers.clone());
         let shared = |direction| {
             // Inbound traffic goes only to the app: never to sidetrace's
             // other listeners, which a redirect could otherwise reach.
@@ -186,6 +188,8 @@ impl Sidecar {
                 }),
                 routes: routes.clone(),
                 sampler: sampler.clone(),
+                capture_request: capture_request.clone(),
+                capture_response: capture_response.clone(),
                 metrics: metrics.direction(direction),
                 limits: match direction {
                     Direction::Inbound => inbound_limits.clone(),

@@ -57,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
         request_body_size: 0,
         response_body_size: 0,
         error: None,
+        headers: Vec::new(),
     };
     let mut spans = vec![span.clone()];
     let mut compacted = span;

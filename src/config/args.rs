@@ -101,6 +101,16 @@ pub struct RunArgs {
     #[arg(long, env = "SIDETRACE_REDACT_QUERY_KEYS", value_delimiter = ',', default_value = DEFAULT_REDACTED_QUERY_KEYS, value_name = "KEYS")]
     pub redact_query_keys: Vec<String>,
 
+    /// Request headers recorded on spans as `http.request.header.<name>` (comma-separated, at most
+    /// 8; Authorization, Proxy-Authorization and Cookie are refused). None by default.
+    #[arg(long, env = "SIDETRACE_CAPTURE_REQUEST_HEADERS", value_delimiter = ',', value_name = "NAMES")]
+    pub capture_request_headers: Vec<String>,
+
+    /// Response headers recorded on spans as `http.response.header.<name>` (comma-separated, at most
+    /// 8; Set-Cookie is refused). None by default.
+    #[arg(long, env = "SIDETRACE_CAPTURE_RESPONSE_HEADERS", value_delimiter = ',', value_name = "NAMES")]
+    pub capture_response_headers: Vec<String>,
+
     /// Spans kept in memory for /api/traces.
     #[arg(long, env = "SIDETRACE_TRACE_BUFFER", default_value = "10000", value_parser = nonzero, value_name = "SPANS")]
     pub trace_buffer: usize,

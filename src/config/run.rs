@@ -10,6 +10,7 @@ use super::export::ExportConfig;
 use super::parse::ApiListen;
 use super::resource::{Resource, resource};
 use super::ser;
+use crate::trace::capture::{HeaderCapture, REQUEST_PREFIX, RESPONSE_PREFIX};
 use crate::trace::route::RouteTemplates;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub routes: RouteTemplates,
     pub redact_query_keys: Vec<String>,
+    pub capture_request_headers: HeaderCapture,
+    pub capture_response_headers: HeaderCapture,
     pub trace_buffer: usize,
     pub queue_size: usize,
     pub max_routes: usize,
@@ -89,6 +92,10 @@ impl Config {
                 .map(|k| k.trim().to_ascii_lowercase())
                 .filter(|k| !k.is_empty())
                 .collect(),
+            capture_request_headers: HeaderCapture::new(REQUEST_PREFIX, &args.capture_request_headers)
+                .map_err(|e| Error::invalid("--capture-request-headers", e))?,
+            capture_response_headers: HeaderCapture::new(RESPONSE_PREFIX, &args.capture_response_headers)
+                .map_err(|e| Error::invalid("--capture-response-headers", e))?,
             trace_buffer: args.trace_buffer,
             queue_size: args.queue_size,
             max_routes: args.max_routes,

@@ -10,7 +10,7 @@ use crate::trace::semconv::{self, AttrValue, SCHEMA_URL, Scratch};
 use crate::vocab::protocol_version;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -154,6 +154,12 @@ fn any(value: AttrValue) -> Value {
         AttrValue::Str(x) => Value::StringValue(x.into()),
         AttrValue::Int(i) => Value::IntValue(i),
         AttrValue::Bool(b) => Value::BoolValue(b),
+        AttrValue::Strs(cs) => Value::ArrayValue(ArrayValue {
+            values: cs
+                .iter()
+                .map(|c| AnyValue { value: Some(Value::StringValue(semconv::header_text(&c.value).into_owned())) })
+                .collect(),
+        }),
     }
 }
 

@@ -14,6 +14,7 @@
 
 use super::otlp::{Encoder, SCOPE_NAME, SCOPE_VERSION};
 use crate::trace::SpanRecord;
+use crate::trace::capture::Captured;
 use crate::trace::semconv::{self, AttrValue, SCHEMA_URL, Scratch, SpanView};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -146,7 +147,13 @@ fn any_value_len(v: AttrValue) -> usize {
         AttrValue::Str(s) => field_len(s.len()),
         AttrValue::Int(i) => 1 + encoded_len_varint(i as u64),
         AttrValue::Bool(_) => 2,
+        AttrValue::Strs(cs) => field_len(array_len(cs)),
     }
+}
+
+/// `ArrayValue { repeated AnyValue values = 1 }` of strings.
+fn array_len(cs: &[Captured]) -> usize {
+    cs.iter().map(|c| field_len(field_len(semconv::header_text(&c.value).len()))).sum()
 }
 
 /// `KeyValue { key = 1; value = 2 }`, without its own key and length.
@@ -170,6 +177,16 @@ fn put_kv(buf: &mut impl BufMut, tag: u32, key: &str, v: AttrValue) {
         AttrValue::Int(i) => {
             put_key(buf, 3, WireType::Varint);
             put_varint(buf, i as u64);
+        }
+        AttrValue::Strs(cs) => {
+            put_len(buf, 5, array_len(cs));
+            for c in cs {
+                let text = semconv::header_text(&c.value);
+                // A oneof: an empty string is still written.
+                put_len(buf, 1, field_len(text.len()));
+                put_len(buf, 1, text.len());
+                buf.put_slice(text.as_bytes());
+            }
         }
     }
 }
@@ -253,7 +270,7 @@ mod tests {
     use crate::vocab::{Direction, ErrorType};
     use http::Version;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value::Value};
     use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
     use prost::Message;
     use std::net::SocketAddr;
@@ -322,6 +339,7 @@ mod tests {
             request_body_size: 0,
             response_body_size: 1000 + i,
             error: None,
+            headers: Vec::new(),
         }
     }
 
@@ -471,6 +489,17 @@ mod tests {
             };
             s.stitching = crate::trace::Stitching::Linked { links: (1..=8).map(link).collect(), candidates: 12 };
         });
+        add(18, &|s| {
+            // Captured headers: several values of one name, an empty one,
+            // one that is not UTF-8, long ones, each name an array.
+            let c = |key, v: &[u8]| Captured { key, value: http::HeaderValue::from_bytes(v).unwrap() };
+            s.headers = vec![
+                c("http.request.header.x-tenant", b"acme"),
+                c("http.request.header.x-tenant", b""),
+                c("http.request.header.x-raw", b"caf\xe9"),
+                c("http.response.header.x-long", "v".repeat(200).as_bytes()),
+            ];
+        });
         out
     }
 
@@ -572,6 +601,15 @@ mod tests {
         assert_eq!(got[12].start_time_unix_nano, 0);
         assert_eq!(attr(12, "server.address"), string(""));
         assert_eq!(attr(13, "server.port"), Some(Value::IntValue(80)));
+        let last = got.len() - 1;
+        let strings = |v: &[&str]| {
+            Some(Value::ArrayValue(ArrayValue {
+                values: v.iter().map(|x| AnyValue { value: Some(Value::StringValue(x.to_string())) }).collect(),
+            }))
+        };
+        assert_eq!(attr(last, "http.request.header.x-tenant"), strings(&["acme", ""]));
+        assert_eq!(attr(last, "http.request.header.x-raw"), strings(&["caf\u{fffd}"]));
+        assert_eq!(attr(last, "http.response.header.x-long"), strings(&[&"v".repeat(200)]));
     }
 
     #[test]

@@ -51,6 +51,11 @@ fn value_string(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) ->
         Some(Value::IntValue(i)) => i.to_string(),
         Some(Value::BoolValue(b)) => b.to_string(),
         Some(Value::DoubleValue(d)) => d.to_string(),
+        // The OpenTelemetry Zipkin mapping: an array is its JSON text.
+        Some(Value::ArrayValue(a)) => {
+            serde_json::to_string(&a.values.iter().map(|v| value_string(&Some(v.clone()))).collect::<Vec<_>>())
+                .unwrap_or_default()
+        }
         _ => String::new(),
     }
 }

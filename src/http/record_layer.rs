@@ -173,6 +173,11 @@ fn span_record(
         request_body_size: 0,
         response_body_size: 0,
         error: None,
+        headers: {
+            let mut h = Vec::new();
+            shared.capture_request.capture(req.headers(), &mut h);
+            h
+        },
     }
 }
 
@@ -237,6 +242,7 @@ fn respond(
         }
         Ok(Forwarded::Response { mut resp, release, upstream_wait }) => {
             rec.set_status(resp.status().as_u16());
+            rec.capture(&shared.capture_response, resp.headers());
             if shared.direction == Direction::Outbound
                 && let Some(callee) = resp.headers_mut().remove(&SERVICE_HEADER)
             {
@@ -251,6 +257,7 @@ fn respond(
         }
         Ok(Forwarded::Upgraded { mut head, client, upstream, upstream_wait }) => {
             rec.set_status(head.status.as_u16());
+            rec.capture(&shared.capture_response, &head.headers);
             if shared.direction == Direction::Outbound
                 && let Some(callee) = head.headers.remove(&SERVICE_HEADER)
             {

@@ -8,6 +8,7 @@ use crate::dial::Dialer;
 use crate::metrics::DirectionMetrics;
 use crate::record::Recorder;
 use crate::record::stitch::Registry;
+use crate::trace::capture::HeaderCapture;
 use crate::trace::route::RouteTemplates;
 use crate::trace::sampling::Sampler;
 use crate::trace::tracestate;
@@ -62,6 +63,9 @@ pub struct Shared {
     pub routes: Arc<RouteTemplates>,
     pub sampler: Arc<Sampler>,
     pub metrics: Arc<DirectionMetrics>,
+    /// Headers recorded on spans, as the operator listed them.
+    pub capture_request: Arc<HeaderCapture>,
+    pub capture_response: Arc<HeaderCapture>,
     /// The listener's limits, shared with the other workers.
     pub limits: Arc<Limits>,
 }

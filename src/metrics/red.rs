@@ -348,6 +348,7 @@ pub(crate) mod tests {
             request_body_size: 10,
             response_body_size: 1000,
             error: None,
+            headers: Vec::new(),
         }
     }
 

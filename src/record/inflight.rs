@@ -7,6 +7,7 @@
 
 use super::recorder::Recorder;
 use crate::trace::SpanRecord;
+use crate::trace::capture::HeaderCapture;
 use crate::vocab::{Direction, ErrorType};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,13 @@ impl InFlight {
     pub fn set_status(&mut self, status: u16) {
         if let Some(s) = self.span.as_deref_mut() {
             s.status = Some(status);
+        }
+    }
+
+    /// Adds the response headers listed for capture.
+    pub fn capture(&mut self, capture: &HeaderCapture, headers: &http::HeaderMap) {
+        if let Some(s) = self.span.as_deref_mut().filter(|_| !capture.is_empty()) {
+            capture.capture(headers, &mut s.headers);
         }
     }
 

@@ -3,6 +3,7 @@
 //! span record and its semantic-convention view. The record leaves through
 //! `record` (metrics, access log) and `export`.
 
+pub mod capture;
 pub mod context;
 pub mod ids;
 pub mod redact;

@@ -7,6 +7,7 @@
 //! deciding what a span says allocates nothing per span.
 
 use super::SpanRecord;
+use super::capture::{Captured, MAX_NAMES};
 use super::redact::redact_query;
 use super::span::{LinkedSpan, Stitching, Upstream};
 use crate::vocab::{Direction, ErrorType, method_attr, protocol_version};
@@ -138,7 +139,22 @@ pub fn view<'a>(s: &'a SpanRecord, redact_query_keys: &[String], scratch: &'a mu
     if s.tail {
         v.push("sidetrace.sampling.tail", AttrValue::Bool(true));
     }
+    // A name's values lie together in the record: one array each.
+    let mut rest = &s.headers[..];
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|c| c.key == first.key).count();
+        if v.len < MAX_ATTRS {
+            v.push(first.key, AttrValue::Strs(&rest[..n]));
+        }
+        rest = &rest[n..];
+    }
     v
+}
+
+/// A header value as an attribute's text: header values are bytes, and
+/// the rare one that is not UTF-8 is written with replacement characters.
+pub fn header_text(v: &http::HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(v.as_bytes())
 }
 
 /// OTLP flags of a link to a span in this process: its W3C flags, and
@@ -151,14 +167,17 @@ fn nanos(t: std::time::SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The most attributes `view` ever sets on one span.
-const MAX_ATTRS: usize = 24;
+/// The most attributes `view` ever sets on one span: its own, and one per
+/// captured header name.
+const MAX_ATTRS: usize = 24 + 2 * MAX_NAMES;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AttrValue<'a> {
     Str(&'a str),
     Int(i64),
     Bool(bool),
+    /// A captured header's values, as a string array.
+    Strs(&'a [Captured]),
 }
 
 /// A span's name, status and attributes, borrowed from the record and

@@ -3,6 +3,7 @@
 //! `HeaderValue` and the interned route are reference-counted) and defers
 //! anything that costs (attribute strings) to the exporter.
 
+use super::capture::Captured;
 use super::ids::{SpanId, TraceId};
 use crate::vocab::{Direction, ErrorType};
 use http::{HeaderValue, Method, Uri, Version};
@@ -51,6 +52,9 @@ pub struct SpanRecord {
     pub request_body_size: u64,
     pub response_body_size: u64,
     pub error: Option<ErrorType>,
+    /// The request and response headers the operator listed for capture;
+    /// empty (no allocation) unless some are listed and present.
+    pub headers: Vec<Captured>,
 }
 
 /// A span context another span is stitched under or links to.
@@ -119,6 +123,9 @@ impl SpanRecord {
             [&mut self.host, &mut self.user_agent, &mut self.tracestate, &mut self.peer_service].into_iter().flatten()
         {
             *v = own(v);
+        }
+        for c in &mut self.headers {
+            c.value = own(&c.value);
         }
         if let Some(a) = authority {
             self.host = HeaderValue::from_str(&a).ok();

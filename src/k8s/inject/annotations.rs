@@ -115,6 +115,8 @@ pub const PASS_THROUGH: &[(&str, &str, Form)] = &[
     ("opaque-ports", "SIDETRACE_OPAQUE_PORTS", Form::Ports),
     ("routes", "SIDETRACE_ROUTES", Form::Text),
     ("redact-query-keys", "SIDETRACE_REDACT_QUERY_KEYS", Form::Text),
+    ("capture-request-headers", "SIDETRACE_CAPTURE_REQUEST_HEADERS", Form::Text),
+    ("capture-response-headers", "SIDETRACE_CAPTURE_RESPONSE_HEADERS", Form::Text),
     ("trace-probes", "SIDETRACE_TRACE_PROBES", Form::OneOf(&["true", "false"])),
 ];
 
