@@ -87,3 +87,52 @@ mod tests {
         }
     }
 }
+
+/// A bearer token the routes it guards require: `Authorization: Bearer
+/// TOKEN`, or 401 with `WWW-Authenticate` and a JSON reason. The token is
+/// compared in constant time.
+#[derive(Clone)]
+pub struct Bearer(Arc<[u8]>);
+
+impl Bearer {
+    /// The token in `path`, surrounding whitespace removed; an empty file
+    /// is an error, not an open door.
+    pub fn from_file(path: &std::path::Path) -> Result<Bearer, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("{}: the token must be printable ASCII without spaces", path.display()));
+        }
+        Ok(Bearer(token.as_bytes().into()))
+    }
+
+    fn admits(&self, headers: &http::HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer ").or_else(|| v.as_bytes().strip_prefix(b"bearer ")))
+        else {
+            return false;
+        };
+        given.len() == self.0.len() && given.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// Wraps `router`'s routes: each request needs the token.
+    pub fn guard(self, router: Router) -> Router {
+        router.route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let admitted = self.admits(req.headers());
+                async move {
+                    if admitted {
+                        return next.run(req).await;
+                    }
+                    let body = axum::Json(serde_json::json!({ "error": "this API requires a bearer token" }));
+                    let challenge = [(http::header::WWW_AUTHENTICATE, "Bearer realm=\"sidetrace\"")];
+                    axum::response::IntoResponse::into_response((http::StatusCode::UNAUTHORIZED, challenge, body))
+                }
+            },
+        ))
+    }
+}

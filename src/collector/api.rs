@@ -29,8 +29,10 @@ pub struct Api {
 
 type Params = Query<Vec<(String, String)>>;
 
-pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
+/// The API, behind `token` when one is set, and the UI, whose files hold
+/// no data and load without it (the page asks for the token).
+pub fn router(api: Arc<Api>, token: Option<crate::web::Bearer>) -> Router {
+    let routes = Router::new()
         .route("/api/services", get(services))
         .route("/api/traces", get(traces))
         .route("/api/traces/{trace_id}", get(trace))
@@ -38,8 +40,13 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/dependencies", get(dependencies))
         .route("/api/stats", get(stats))
         .route("/api/ui-config", get(ui_config))
+        .with_state(api);
+    let routes = match token {
+        Some(t) => t.guard(routes),
+        None => routes,
+    };
+    routes
         .route("/live", get(|| async { "ok\n" }))
-        .with_state(api)
         .merge(crate::ui::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint: see docs/api/openapi.yaml") })
 }

@@ -43,6 +43,12 @@ pub struct CollectorArgs {
     #[arg(long, env = "SIDETRACE_COLLECTOR_LOG_LINK_TEMPLATE", value_name = "TEMPLATE")]
     pub log_link_template: Option<String>,
 
+    /// A file holding a bearer token that `/api/*` then requires (`Authorization: Bearer
+    /// TOKEN`); the UI asks for it once per browser tab. Without it, whoever reaches --ui reads
+    /// every trace.
+    #[arg(long, env = "SIDETRACE_COLLECTOR_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+
     /// The collector's own log filter (tracing-subscriber syntax), on stderr.
     #[arg(long, env = "SIDETRACE_LOG", default_value = "info", value_parser = log_filter, value_name = "FILTER")]
     pub log: String,

@@ -1,4 +1,41 @@
-// Reading the API: one GET, with the server's own sentence on failure.
+// Reading the API: one GET, with the server's own sentence on failure,
+// and the collector's bearer token when it asks for one.
+
+const TOKEN_KEY = "sidetrace.token";
+let asking = null;
+
+function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Asks once for the token, however many requests were refused. */
+function askToken() {
+  asking ??= new Promise((resolve) => {
+    const dialog = document.getElementById("token");
+    const input = document.getElementById("token-input");
+    dialog.addEventListener(
+      "close",
+      () => {
+        const t = input.value.trim();
+        try {
+          if (t) sessionStorage.setItem(TOKEN_KEY, t);
+        } catch {
+          // Storage refused: the token lasts as long as this page.
+        }
+        asking = null;
+        resolve(t || null);
+      },
+      { once: true },
+    );
+    input.value = "";
+    dialog.showModal();
+  });
+  return asking;
+}
 
 /** GET a JSON document; a non-2xx answer throws its `error` sentence. */
 export async function getJSON(path, params) {
@@ -8,11 +45,19 @@ export async function getJSON(path, params) {
     for (const one of Array.isArray(v) ? v : [v]) if (one !== "") q.append(k, one);
   }
   const url = q.toString() ? `${path}?${q}` : path;
-  let r;
-  try {
-    r = await fetch(url, { headers: { accept: "application/json" } });
-  } catch (e) {
-    throw new Error(`${path}: the server did not answer (${e.message})`);
+  const send = async (bearer) => {
+    const headers = { accept: "application/json" };
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    try {
+      return await fetch(url, { headers });
+    } catch (e) {
+      throw new Error(`${path}: the server did not answer (${e.message})`);
+    }
+  };
+  let r = await send(token());
+  if (r.status === 401 && r.headers.get("www-authenticate")?.startsWith("Bearer")) {
+    const t = await askToken();
+    if (t) r = await send(t);
   }
   const text = await r.text();
   let body = null;
