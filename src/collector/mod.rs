@@ -24,6 +24,7 @@ pub mod store;
 mod writer;
 
 pub use args::{CollectorArgs, Storage};
+pub use otlp_http::read as read_otlp_http;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -142,6 +143,13 @@ pub async fn serve(args: &CollectorArgs) -> Result<Running, CollectorError> {
             Some(Arc::new(forward::Forwarder::start(url, spool).map_err(CollectorError::Config)?))
         }
     };
+    let token = match &args.api_token_file {
+        None => None,
+        Some(path) => Some(
+            crate::web::Bearer::from_file(path)
+                .map_err(|e| CollectorError::Config(format!("--api-token-file: {e}")))?,
+        ),
+    };
     let http = bind("--otlp-http", args.otlp_http).await?;
     let grpc = bind("--otlp-grpc", args.otlp_grpc).await?;
     let ui = bind("--ui", args.ui).await?;
@@ -152,7 +160,7 @@ pub async fn serve(args: &CollectorArgs) -> Result<Running, CollectorError> {
     let servers = vec![
         tokio::spawn(crate::web::serve(http, otlp_http::router(receiver.clone()), None)),
         tokio::spawn(crate::web::serve(grpc, otlp_grpc::router(receiver), None)),
-        tokio::spawn(crate::web::serve(ui, api::router(api), None)),
+        tokio::spawn(crate::web::serve(ui, api::router(api, token), None)),
     ];
     Ok(Running { otlp_http, otlp_grpc, ui: ui_addr, servers })
 }

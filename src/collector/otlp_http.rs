@@ -158,6 +158,25 @@ fn encode<M: Message + serde::Serialize>(encoding: Encoding, message: &M) -> Res
     ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
+/// What `/v1/traces` and `/v1/logs` make of a request's headers and body
+/// before anything is stored: the rows, with what was rejected, or the
+/// status and sentence of the refusal. The entry point of the collector's
+/// fuzz target.
+pub fn read(headers: &HeaderMap, body: Bytes, logs: bool) -> Result<(usize, Rejected), (StatusCode, String)> {
+    let read = || {
+        let encoding = encoding(headers)?;
+        let body = decompress(headers, body)?;
+        Ok(if logs {
+            let (rows, rejected) = rows::logs(&decode::<ExportLogsServiceRequest>(encoding, &body)?);
+            (rows.len(), rejected)
+        } else {
+            let (rows, rejected) = rows::spans(&decode::<ExportTraceServiceRequest>(encoding, &body)?);
+            (rows.len(), rejected)
+        })
+    };
+    read().map_err(|f: Failure| (f.status, f.message))
+}
+
 async fn traces(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let encoding = match encoding(&headers) {
         Ok(e) => e,
