@@ -6,7 +6,8 @@
 #   Kubernetes 1.30 schemas for every manifest under deploy/examples;
 # - @grafana/schema and typescript@5 (npm, pinned by
 #   deploy/grafana/check/package-lock.json) into target/test-npm: the
-#   dashboard's type check;
+#   dashboard's type check; with @kubernetes-models/prometheus-operator and
+#   cert-manager, the chart's custom resources' check;
 # - promtool and prometheus come from Debian's package, which scripts/test.sh
 #   installs already.
 #
@@ -25,12 +26,13 @@ export SIDETRACE_TEST_KUBERNETES_VALIDATE="$PWD/$observe_venv/bin/kubernetes-val
 observe_npm=target/test-npm
 observe_lock=deploy/grafana/check/package-lock.json
 if ! cmp -s "$observe_lock" "$observe_npm/package-lock.json" \
-    || [[ ! -x $observe_npm/node_modules/typescript/bin/tsc || ! -d $observe_npm/node_modules/@grafana/schema ]]; then
+    || [[ ! -x $observe_npm/node_modules/typescript/bin/tsc || ! -d $observe_npm/node_modules/@grafana/schema ]] \
+    || [[ ! -d $observe_npm/node_modules/@kubernetes-models/prometheus-operator ]]; then
     if ! command -v npm >/dev/null 2>&1; then
         echo "scripts/setup/observe.sh: npm is missing (Node.js 20 with npm is part of this machine's image; else apt-get install -y nodejs npm)" >&2
         return 1
     fi
-    echo "==> installing @grafana/schema and typescript into $observe_npm"
+    echo "==> installing @grafana/schema, @kubernetes-models and typescript into $observe_npm"
     rm -rf "$observe_npm"
     mkdir -p "$observe_npm"
     cp deploy/grafana/check/package.json "$observe_lock" "$observe_npm/"
