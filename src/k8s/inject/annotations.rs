@@ -286,7 +286,8 @@ fn checked(form: Form, v: &str) -> Result<String, String> {
             .split(',')
             .map(|r| crate::config::parse::sampling_rule(r.trim()).map(|r| r.to_string()))
             .collect::<Result<Vec<_>, _>>()
-            .map(|rules| rules.join(",")),
+            .map(|rules| rules.join(","))
+            .map_err(|e| format!("has a bad rule: {e}")),
     }
 }
 
