@@ -212,3 +212,29 @@ impl RejectReason {
         }
     }
 }
+
+/// The error codes of RFC 9113 §7, as labels, indexed by code: what an
+/// HTTP/2 GOAWAY or RST_STREAM frame carries
+/// (`sidetrace_http2_connection_errors_total{reason}`).
+pub const H2_ERROR_CODES: [&str; 14] = [
+    "no_error",
+    "protocol_error",
+    "internal_error",
+    "flow_control_error",
+    "settings_timeout",
+    "stream_closed",
+    "frame_size_error",
+    "refused_stream",
+    "cancel",
+    "compression_error",
+    "connect_error",
+    "enhance_your_calm",
+    "inadequate_security",
+    "http_1_1_required",
+];
+
+/// The label of an HTTP/2 error code; a code RFC 9113 does not define is
+/// `unknown`.
+pub fn h2_error_code(code: u32) -> &'static str {
+    H2_ERROR_CODES.get(code as usize).copied().unwrap_or("unknown")
+}

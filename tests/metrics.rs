@@ -74,6 +74,7 @@ async fn classic_output_passes_promtool_and_has_every_family() {
         "sidetrace_spans_dropped_total",
         "sidetrace_rejected_requests_total",
         "sidetrace_refused_connections_total",
+        "sidetrace_http2_connection_errors_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_open_fds",

@@ -87,12 +87,102 @@ async fn idle_wait(client: &TcpStream, dedicated: Option<&Dedicated>, shared: &S
 }
 
 pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
+    let client = meta.client;
     let svc = TowerToHyperService::new(stack(&shared, &Arc::new(meta), false, None));
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = http2_builder().serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    let _ = run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+    let ended = run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
+    if let Some(code) = ended.as_ref().err().and_then(goaway_code) {
+        tracing::debug!(%client, reason = crate::vocab::h2_error_code(code), "HTTP/2 connection closed with an error GOAWAY");
+        shared.metrics.refusals.http2_goaway(code);
+    }
+}
+
+/// The error code of the GOAWAY the server itself sent to close the
+/// connection, when it closed for an error of the client's (a protocol
+/// error, or one of h2's abuse limits: `ENHANCE_YOUR_CALM`). A GOAWAY the
+/// client sent, a graceful close and an I/O error have none.
+fn goaway_code(e: &hyper::Error) -> Option<u32> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            let code = u32::from(h2.reason()?);
+            return (h2.is_go_away() && h2.is_library() && code != 0).then_some(code);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// HTTP/2 (RFC 9113) limits, set explicitly rather than left to hyper's
+/// and h2's defaults, so that SECURITY.md can name them and a dependency
+/// update cannot move them. What h2 0.4 does beyond them is in SECURITY.md
+/// ("HTTP/2 abuse") and `tests/h2_abuse.rs`.
+pub mod h2_limits {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`: streams a client may have open at
+    /// once; beyond it a new stream is refused (`RST_STREAM
+    /// REFUSED_STREAM`), never served. RFC 9113 §6.5.2 advises at least
+    /// 100; nginx's default is 128, hyper's 200.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 100;
+    /// Streams the client opened and reset before they were accepted
+    /// (rapid reset, CVE-2023-44487); beyond it `GOAWAY ENHANCE_YOUR_CALM`.
+    /// h2's own default.
+    pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+    /// Streams the server reset over the connection's life because of the
+    /// client's errors (refused beyond `MAX_CONCURRENT_STREAMS`, malformed
+    /// headers, "MadeYouReset", CVE-2025-8671); beyond it `GOAWAY
+    /// ENHANCE_YOUR_CALM`. hyper's default.
+    pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`, the same bound as an HTTP/1 header
+    /// section (`MAX_HEADER_BYTES`): beyond it the stream is answered 431;
+    /// a header block that decodes to more than 4 times it, or that needs
+    /// more CONTINUATION frames than it could fill, closes the connection
+    /// with `GOAWAY ENHANCE_YOUR_CALM` (h2 0.4.4+).
+    pub const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+    /// `SETTINGS_HEADER_TABLE_SIZE`: the HPACK dynamic table the client may
+    /// fill in our decoder (the RFC's default). A client's own, larger
+    /// table size only bounds our encoder, which adds no more than the
+    /// response headers it sends.
+    pub const HEADER_TABLE_SIZE: u32 = 4096;
+    /// `SETTINGS_MAX_FRAME_SIZE` (the RFC's minimum and default).
+    pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+    /// `SETTINGS_INITIAL_WINDOW_SIZE` and the connection window: request
+    /// body bytes a client may send before the upstream takes them, per
+    /// stream and per connection. The connection window bounds what one
+    /// connection can make the proxy buffer. hyper's defaults.
+    pub const STREAM_WINDOW: u32 = 1024 * 1024;
+    pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
+    /// Response bytes buffered per stream for a client that does not read
+    /// (hyper's default is 400 KiB): beyond it the upstream's body waits.
+    pub const MAX_SEND_BUF_SIZE: usize = 128 * 1024;
+    /// A PING every `KEEP_ALIVE_INTERVAL`, and the connection closed when
+    /// its acknowledgement has not come `KEEP_ALIVE_TIMEOUT` later: a dead
+    /// peer, or a client that floods and stops reading, does not hold its
+    /// streams and buffers for ever.
+    pub const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+    pub const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+}
+
+const _: () = assert!(h2_limits::MAX_HEADER_LIST_SIZE as usize == MAX_HEADER_BYTES);
+
+/// The HTTP/2 server settings every client connection gets (`h2_limits`).
+pub fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    use h2_limits::*;
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new());
+    b.max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    b.max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS);
+    b.max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS);
+    b.max_header_list_size(MAX_HEADER_LIST_SIZE);
+    b.header_table_size(HEADER_TABLE_SIZE);
+    b.max_frame_size(MAX_FRAME_SIZE);
+    b.initial_stream_window_size(STREAM_WINDOW);
+    b.initial_connection_window_size(CONNECTION_WINDOW);
+    b.adaptive_window(false);
+    b.max_send_buf_size(MAX_SEND_BUF_SIZE);
+    b.keep_alive_interval(KEEP_ALIVE_INTERVAL);
+    b.keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+    b
 }
 
 /// The largest request header section accepted, request line included;

@@ -5,7 +5,8 @@
 //! - `red`: per-direction HTTP RED histograms and active request gauges;
 //! - `live`: per-route percentiles and requests per second;
 //! - `net`: proxy overhead, connect time, TCP RTT, detection, opaque TCP;
-//! - `refusals`: requests and connections refused before forwarding;
+//! - `refusals`: requests and connections refused before forwarding, and
+//!   HTTP/2 connections closed with an error GOAWAY;
 //! - `histogram`, `native`: the lock-free classic and native histograms;
 //! - `expo`, `writer`: exposition through `prometheus-client` (OpenMetrics
 //!   and 0.0.4 text, protobuf with native histograms), at scrape time;
