@@ -22,7 +22,9 @@
 //!   `200 ok` (for tests that must show nothing was forwarded);
 //! - `killable`: an app in a process of its own (HTTP/1.1 and h2c), for a
 //!   test to kill (SIGKILL) mid-answer, freeze (SIGSTOP) and bring back on
-//!   the same port (see `killable`).
+//!   the same port (see `killable`);
+//! - `keeps_then_closes`: HTTP/1.1 keep-alive that closes a connection
+//!   after its first answer, at once or as the next request arrives.
 //!
 //! The apps run on the test's runtime (or a thread, for `scripted`) and
 //! stop with it; `one_connection` and `killable` are processes killed on
@@ -697,4 +699,48 @@ pub fn killable_main() {
         });
         std::future::pending::<()>().await
     });
+}
+
+/// An HTTP/1.1 app that answers `200 ok` with keep-alive (no `Connection:
+/// close`) and yet closes each connection after its first answer: at once
+/// (`race` false: the connection dies while the proxy holds it idle), or
+/// once the connection's second request has arrived, unanswered (`race`
+/// true: the app's keep-alive timer fired just as the request came).
+/// `connections()` counts what it accepted.
+pub async fn keeps_then_closes(race: bool) -> App {
+    let (listener, addr) = listen().await;
+    let app = App { addr, seen: Arc::default(), connections: Arc::default() };
+    let connections = app.connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    // The whole head is read: closing now sends a FIN, not
+                    // the RST that unread bytes would.
+                    if answered {
+                        return;
+                    }
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+                    answered = true;
+                    head.clear();
+                    if !race {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    app
 }
