@@ -1,7 +1,8 @@
 //! The sidecar's life as Kubernetes sees it: on SIGTERM `/ready` turns 503
 //! and the listeners close at once, so no new traffic comes while in-flight
 //! requests finish (told `Connection: close`), their spans exported before
-//! the process exits 0. A Job's command stops the proxy with
+//! the process exits 0; requests still running at `--drain-timeout` are cut
+//! and recorded as `drain_timeout`. A Job's command stops the proxy with
 //! `POST /shutdown`, which is only answered on loopback.
 
 mod support;
@@ -67,6 +68,27 @@ async fn sigterm_turns_ready_503_and_in_flight_requests_finish() {
     // Their spans were exported before the exit.
     let found = collector.json("/api/traces?service=drained&status=200").await;
     assert_eq!(found["traces"].as_array().unwrap().len(), 4, "{found:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_drain_timeout_are_cut_and_recorded() {
+    let collector = SidetraceCollector::start("memory", &[]);
+    let app = apps::echo().await;
+    let otlp = collector.http_url();
+    let flags = ["--drain-timeout", "1s", "--otlp-endpoint", &otlp, "--export-delay", "50ms"];
+    let mut proxy = spawn(app.addr, "cut", &flags);
+    let calls = four_in_flight(&app, &proxy, 30_000).await;
+    proxy.process().signal(libc::SIGTERM);
+    draining_while_in_flight(&proxy, &calls).await;
+    for call in calls {
+        let failure = call.await.unwrap().expect_err("a request past the drain timeout is cut");
+        assert_eq!(failure.status, None, "cut before its answer: {failure}");
+    }
+    // Cut at the timeout, the process exits as after a drain that
+    // finished, once the cut requests' spans are out.
+    assert_eq!(proxy.process().wait_exit(Duration::from_secs(3)).code(), Some(0), "{}", proxy.output());
+    let found = collector.json("/api/traces?service=cut&status=error&attr=error.type=drain_timeout").await;
+    assert_eq!(found["traces"].as_array().unwrap().len(), 4, "the cut requests' spans were exported: {found:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
