@@ -14,6 +14,7 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
+use support::apps::Close;
 use support::client::Failure;
 use support::collector::SidetraceCollector;
 use support::{Client, Proto, TestProxy, apps};
@@ -163,30 +164,30 @@ async fn app_accepting_and_never_answering_is_504_after_the_response_timeout() {
 }
 
 /// A kept connection to the app that the app closes, while idle or just
-/// as the next request arrives, costs the client nothing: a GET goes again
-/// on a new connection. Inbound (the client connection's own app
+/// as the next request arrives (read and unanswered, or unread and reset),
+/// costs the client nothing: a GET goes again on a new connection. Inbound (the client connection's own app
 /// connection) and outbound (the worker's pool).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_the_app_closed_is_not_a_502() {
-    for race in [false, true] {
-        let app = apps::keeps_then_closes(race).await;
+    for close in [Close::Idle, Close::Unanswered, Close::Reset] {
+        let app = apps::keeps_then_closes(close).await;
         let proxy = TestProxy::to(app.addr).service("kept").flags(&["--workers", "1"]).start().await;
         let mut conn = Client::http1().connect(proxy.inbound.unwrap()).await;
         for n in 1..=3 {
             let r = conn.get(&format!("/inbound/{n}")).send().await;
-            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "inbound request {n}, race {race}");
+            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "inbound request {n}, {close:?}");
             // Long enough for the app's close to reach the proxy.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(app.connections(), 3, "one app connection per request (race {race})");
+        assert_eq!(app.connections(), 3, "one app connection per request ({close:?})");
         let outbound = proxy.outbound.unwrap();
         for n in 1..=3 {
             let r = Client::http1().get(&format!("{}/outbound/{n}", app.url())).via(outbound).send().await;
-            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "outbound request {n}, race {race}");
+            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "outbound request {n}, {close:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(app.connections(), 6, "one app connection per request (race {race})");
+        assert_eq!(app.connections(), 6, "one app connection per request ({close:?})");
         let errors: Vec<_> = proxy.spans().into_iter().filter(|s| s.error.is_some()).collect();
-        assert!(errors.is_empty(), "race {race}: {errors:#?}");
+        assert!(errors.is_empty(), "{close:?}: {errors:#?}");
     }
 }

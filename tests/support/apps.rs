@@ -24,7 +24,8 @@
 //!   test to kill (SIGKILL) mid-answer, freeze (SIGSTOP) and bring back on
 //!   the same port (see `killable`);
 //! - `keeps_then_closes`: HTTP/1.1 keep-alive that closes a connection
-//!   after its first answer, at once or as the next request arrives.
+//!   after its first answer, at once or as the next request arrives
+//!   (with a FIN or a reset: `Close`).
 //!
 //! The apps run on the test's runtime (or a thread, for `scripted`) and
 //! stop with it; `one_connection` and `killable` are processes killed on
@@ -701,13 +702,23 @@ pub fn killable_main() {
     });
 }
 
+/// When `keeps_then_closes` closes a connection after its first answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// At once: the connection dies while the proxy holds it idle.
+    Idle,
+    /// Once the connection's next request has been read, unanswered (a
+    /// FIN): the app's keep-alive timer fired just as the request came.
+    Unanswered,
+    /// As the next request arrives, without reading it: the kernel answers
+    /// the unread bytes with a reset.
+    Reset,
+}
+
 /// An HTTP/1.1 app that answers `200 ok` with keep-alive (no `Connection:
-/// close`) and yet closes each connection after its first answer: at once
-/// (`race` false: the connection dies while the proxy holds it idle), or
-/// once the connection's second request has arrived, unanswered (`race`
-/// true: the app's keep-alive timer fired just as the request came).
-/// `connections()` counts what it accepted.
-pub async fn keeps_then_closes(race: bool) -> App {
+/// close`) and yet closes each connection after its first answer, as
+/// `close` says. `connections()` counts what it accepted.
+pub async fn keeps_then_closes(close: Close) -> App {
     let (listener, addr) = listen().await;
     let app = App { addr, seen: Arc::default(), connections: Arc::default() };
     let connections = app.connections.clone();
@@ -719,6 +730,11 @@ pub async fn keeps_then_closes(race: bool) -> App {
                 let mut buf = [0u8; 4096];
                 let mut answered = false;
                 loop {
+                    if answered && close == Close::Reset {
+                        // Dropped with the request unread: a reset.
+                        let _ = s.readable().await;
+                        return;
+                    }
                     let n = match s.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => n,
@@ -735,7 +751,7 @@ pub async fn keeps_then_closes(race: bool) -> App {
                     let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
                     answered = true;
                     head.clear();
-                    if !race {
+                    if close == Close::Idle {
                         return;
                     }
                 }
