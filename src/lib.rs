@@ -68,6 +68,10 @@ use tokio::task::JoinHandle;
 use vocab::Direction;
 use workers::BindError;
 
+/// How long the spans of requests cut at the drain timeout have to be
+/// exported, past the timeout.
+const CUT_FLUSH: Duration = Duration::from_secs(1);
+
 /// A running sidecar: its bound addresses, its spans, and its shutdown.
 pub struct Sidecar {
     pub inbound: Option<SocketAddr>,
@@ -145,6 +149,7 @@ impl Sidecar {
             })
         });
         let (signal, watch) = drain::channel();
+        let cut = signal.cut_flag();
         let listener_of = |direction| match direction {
             Direction::Inbound => inbound_addr,
             Direction::Outbound => outbound_addr,
@@ -185,6 +190,7 @@ impl Sidecar {
                     metrics: metrics.direction(direction),
                     access_log: access_log.clone(),
                     sink: sink.clone(),
+                    cut: cut.clone(),
                 }),
                 routes: routes.clone(),
                 sampler: sampler.clone(),
@@ -259,20 +265,28 @@ impl Sidecar {
     /// Stops accepting, lets in-flight requests finish within the drain
     /// timeout, then flushes the spans. Returns whether the drain finished
     /// in time. `/ready` answers 503 from the start, so that Kubernetes
-    /// stops sending new requests while the old ones finish.
+    /// stops sending new requests while the old ones finish. Requests still
+    /// running at the timeout are cut: their connections close, and their
+    /// spans (`error.type=drain_timeout`) get `CUT_FLUSH` to be exported.
     pub async fn shutdown(self) -> bool {
         self.admin_state.ready.store(false, Ordering::Release);
         drop(self.sink);
-        let deadline = std::time::Instant::now() + self.drain_timeout;
-        let _ = self.export_deadline.send(Some(deadline));
-        let drained = tokio::time::timeout(self.drain_timeout, self.drain.drain()).await.is_ok();
+        let mut flush_by = std::time::Instant::now() + self.drain_timeout;
+        let _ = self.export_deadline.send(Some(flush_by));
+        let mut drain = self.drain;
+        let drained = drain.drain(self.drain_timeout).await;
         if !drained {
-            tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached with requests still in flight");
+            tracing::warn!(timeout = ?self.drain_timeout, "drain timeout reached: cutting the requests still in flight");
+            // Before the cut: the pipeline closes once the cut connections
+            // are gone, and must not find the old deadline passed.
+            flush_by = std::time::Instant::now() + CUT_FLUSH;
+            let _ = self.export_deadline.send(Some(flush_by));
+            drain.cut(CUT_FLUSH).await;
         }
         // With every connection gone the span queue has no sender left, so
         // the pipeline empties it and the exporters deliver what they can
         // before the deadline, spooling (or counting) the rest.
-        let _ = tokio::time::timeout_at((deadline + Duration::from_secs(2)).into(), self.exporter).await;
+        let _ = tokio::time::timeout_at((flush_by + Duration::from_secs(2)).into(), self.exporter).await;
         for t in self.worker_threads {
             if t.is_finished() {
                 let _ = t.join();

@@ -40,6 +40,8 @@ pub enum ErrorType {
     /// Inbound traffic sent to one of sidetrace's own ports.
     OwnPort,
     ClientAborted,
+    /// Still running when the drain timeout ran out at shutdown: cut.
+    DrainTimeout,
     RequestBody,
     /// The proxy failed in a way it has no name for (a bug).
     Internal,
@@ -63,6 +65,7 @@ impl ErrorType {
             ErrorType::LoopDetected => Borrowed("loop_detected"),
             ErrorType::OwnPort => Borrowed("own_port"),
             ErrorType::ClientAborted => Borrowed("client_aborted"),
+            ErrorType::DrainTimeout => Borrowed("drain_timeout"),
             ErrorType::RequestBody => Borrowed("request_body_error"),
             ErrorType::Internal => Borrowed("internal_error"),
             ErrorType::Status(s) => Cow::Owned(s.to_string()),

@@ -1,44 +1,100 @@
-//! The sidecar's life as Kubernetes sees it: `/ready` turns 503 as soon as
-//! a drain begins, so no new traffic is routed while in-flight requests
-//! finish; a Job's command stops the proxy with `POST /shutdown`, which is
-//! only answered on loopback.
+//! The sidecar's life as Kubernetes sees it: on SIGTERM `/ready` turns 503
+//! and the listeners close at once, so no new traffic comes while in-flight
+//! requests finish (told `Connection: close`), their spans exported before
+//! the process exits 0; requests still running at `--drain-timeout` are cut
+//! and recorded as `drain_timeout`. A Job's command stops the proxy with
+//! `POST /shutdown`, which is only answered on loopback.
 
 mod support;
 
 use std::time::Duration;
+use support::client::{Failure, Response};
+use support::collector::SidetraceCollector;
 use support::{Client, TestProxy, apps, wait};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
-fn spawn(app: std::net::SocketAddr) -> TestProxy {
-    TestProxy::to(app).flags(&["--outbound", "off", "--access-log", "off", "--drain-timeout", "10s"]).spawn()
+fn spawn(app: std::net::SocketAddr, service: &str, flags: &[&str]) -> TestProxy {
+    TestProxy::to(app).service(service).flags(&["--outbound", "off", "--access-log", "off"]).flags(flags).spawn()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_turns_503_while_draining_and_in_flight_requests_finish() {
-    let app = apps::echo().await;
-    let mut proxy = spawn(app.addr);
+/// Four requests the app answers after 2 s, in flight when SIGTERM comes.
+async fn four_in_flight(app: &apps::App, proxy: &TestProxy, ms: u64) -> Vec<JoinHandle<Result<Response, Failure>>> {
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let url = format!("{}/slow/{ms}?n={i}", proxy.inbound_url());
+            tokio::spawn(async move { Client::http1().get(&url).timeout(Duration::from_secs(60)).try_send().await })
+        })
+        .collect();
+    let in_flight = wait::until(Duration::from_secs(10), async || app.seen.lock().unwrap().len() == 4).await;
+    assert!(in_flight.is_some(), "the requests never all reached the app");
+    calls
+}
+
+/// After SIGTERM: `/ready` answers 503 and new connections are refused,
+/// both while every one of `calls` is still in flight.
+async fn draining_while_in_flight(proxy: &TestProxy, calls: &[JoinHandle<Result<Response, Failure>>]) {
     let client = Client::http1();
     let ready = format!("{}/ready", proxy.admin_url());
-    assert_eq!(client.get(&ready).send().await.status, 200);
-    let url = format!("{}/slow/1500", proxy.inbound_url());
-    let slow = tokio::spawn(async move { Client::http1().get(&url).send().await });
-    // Signal once the request is in flight: the app has it.
-    let in_flight = wait::until(Duration::from_secs(10), async || !app.seen.lock().unwrap().is_empty()).await;
-    assert!(in_flight.is_some(), "the request never reached the app");
-    proxy.process().signal(libc::SIGTERM);
     let draining = wait::until(Duration::from_secs(1), async || {
         client.get(&ready).try_send().await.is_ok_and(|r| r.status == 503)
     })
     .await;
-    assert!(draining.is_some(), "/ready did not turn 503 while the drain ran");
-    let r = slow.await.unwrap();
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "slow hello\n"), "the in-flight request finished");
+    assert!(draining.is_some(), "/ready did not turn 503 when the drain began");
+    let inbound = proxy.inbound.unwrap();
+    let refused = wait::until(Duration::from_secs(1), async || TcpStream::connect(inbound).await.is_err()).await;
+    assert!(refused.is_some(), "the inbound listener still accepts during the drain");
+    assert!(calls.iter().all(|c| !c.is_finished()), "a request ended before the drain was seen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_ready_503_and_in_flight_requests_finish() {
+    let collector = SidetraceCollector::start("memory", &[]);
+    let app = apps::echo().await;
+    let otlp = collector.http_url();
+    let flags = ["--drain-timeout", "10s", "--otlp-endpoint", &otlp, "--export-delay", "50ms"];
+    let mut proxy = spawn(app.addr, "drained", &flags);
+    let client = Client::http1();
+    assert_eq!(client.get(&format!("{}/ready", proxy.admin_url())).send().await.status, 200);
+    let calls = four_in_flight(&app, &proxy, 2000).await;
+    proxy.process().signal(libc::SIGTERM);
+    draining_while_in_flight(&proxy, &calls).await;
+    for call in calls {
+        let r = call.await.unwrap().expect("an in-flight request finishes");
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "slow hello\n"), "the in-flight request finished");
+        assert_eq!(r.header("connection"), Some("close"), "the client is told the connection ends");
+    }
     assert_eq!(proxy.process().wait_exit(Duration::from_secs(10)).code(), Some(0), "{}", proxy.output());
+    // Their spans were exported before the exit.
+    let found = collector.json("/api/traces?service=drained&status=200").await;
+    assert_eq!(found["traces"].as_array().unwrap().len(), 4, "{found:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_drain_timeout_are_cut_and_recorded() {
+    let collector = SidetraceCollector::start("memory", &[]);
+    let app = apps::echo().await;
+    let otlp = collector.http_url();
+    let flags = ["--drain-timeout", "1s", "--otlp-endpoint", &otlp, "--export-delay", "50ms"];
+    let mut proxy = spawn(app.addr, "cut", &flags);
+    let calls = four_in_flight(&app, &proxy, 30_000).await;
+    proxy.process().signal(libc::SIGTERM);
+    draining_while_in_flight(&proxy, &calls).await;
+    for call in calls {
+        let failure = call.await.unwrap().expect_err("a request past the drain timeout is cut");
+        assert_eq!(failure.status, None, "cut before its answer: {failure}");
+    }
+    // Cut at the timeout, the process exits as after a drain that
+    // finished, once the cut requests' spans are out.
+    assert_eq!(proxy.process().wait_exit(Duration::from_secs(3)).code(), Some(0), "{}", proxy.output());
+    let found = collector.json("/api/traces?service=cut&status=error&attr=error.type=drain_timeout").await;
+    assert_eq!(found["traces"].as_array().unwrap().len(), 4, "the cut requests' spans were exported: {found:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_shutdown_on_loopback_stops_the_sidecar() {
     let app = apps::echo().await;
-    let mut proxy = spawn(app.addr);
+    let mut proxy = spawn(app.addr, "shut", &["--drain-timeout", "10s"]);
     let client = Client::http1();
     let url = format!("{}/shutdown", proxy.admin_url());
     assert_eq!(client.get(&url).send().await.status, 405, "only POST stops the proxy");

@@ -13,8 +13,8 @@
 //! idles and gives hyper's buffers back (`idle`), this one does too: its
 //! socket is taken back from hyper (`park`) and waits beside the client's.
 
-use super::error::ProxyError;
-use super::request_body::ForwardBody;
+use super::error::{ProxyError, closed_unanswered};
+use super::request_body::{ForwardBody, replayable};
 use crate::dial::Dialer;
 use crate::trace::Upstream;
 use http::{Request, Response};
@@ -82,14 +82,19 @@ impl Dedicated {
             if reused && sender.ready().await.is_err() {
                 continue; // the app closed it while it waited
             }
+            let copy = if reused { replayable(&req) } else { None };
             let response = sender.try_send_request(req);
             self.lock().sender = Some(sender);
             match response.await {
                 Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), copy) {
                     // A kept connection the app closed just as the request
                     // came: it was never written, so it is safe to resend.
-                    Some(r) if reused => req = r,
+                    (Some(r), _) if reused => req = r,
+                    // Written, and the app closed without answering: a
+                    // request that may go twice goes again, on a new
+                    // connection (this one is closed).
+                    (None, Some(copy)) if closed_unanswered(e.error()) => req = copy,
                     _ => return Err(ProxyError::from_hyper(e.into_error())),
                 },
             }

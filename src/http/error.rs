@@ -97,6 +97,20 @@ impl ProxyError {
     }
 }
 
+/// Whether the app closed (or reset) the connection a request went out on
+/// before any answer to it: what an app does when its keep-alive timer
+/// fires just as the proxy sends on the kept connection. hyper's
+/// `IncompleteMessage`, or the reset of a socket that still held the
+/// request unread.
+pub fn closed_unanswered(e: &hyper::Error) -> bool {
+    use std::error::Error;
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    e.is_incomplete_message()
+        || e.source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe))
+}
+
 impl From<DialError> for ProxyError {
     fn from(e: DialError) -> Self {
         match e {

@@ -7,8 +7,8 @@
 //! an inbound request keeps its `Host`/`:authority` but goes to the app.
 //! The locks guard only a push or a pop, never an await.
 
-use super::error::ProxyError;
-use super::request_body::ForwardBody;
+use super::error::{ProxyError, closed_unanswered};
+use super::request_body::{ForwardBody, replayable};
 use crate::dial::Dialer;
 use crate::trace::Upstream;
 use http::{Request, Response};
@@ -101,15 +101,20 @@ impl Pool {
                 Some(s) => (s, true),
                 None => (self.connect_h1(dest).await?, false),
             };
+            let copy = if reused { replayable(&req) } else { None };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let release = (!upgrade).then(|| Release { pool: self.clone(), dest: dest.clone(), sender });
                     return Ok((resp, release));
                 }
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), copy) {
                     // An idle connection the app closed just as we picked it:
                     // the request was never written, so it is safe to resend.
-                    Some(r) if reused => req = r,
+                    (Some(r), _) if reused => req = r,
+                    // Written, and the app closed without answering: a
+                    // request that may go twice goes again (the connection
+                    // is dropped; the next is another idle one or new).
+                    (None, Some(copy)) if closed_unanswered(e.error()) => req = copy,
                     _ => return Err(ProxyError::from_hyper(e.into_error())),
                 },
             }

@@ -204,7 +204,7 @@ pub fn http1_builder(header_read_timeout: Option<std::time::Duration>) -> hyper:
 }
 
 /// Serves until the connection ends; a drain asks it to finish what is in
-/// flight and close.
+/// flight and close, and the drain's timeout closes it.
 async fn run<C, E>(mut conn: C, drain: &drain::Watch, graceful: impl FnOnce(&mut C)) -> Result<(), E>
 where
     C: std::future::Future<Output = Result<(), E>> + Unpin,
@@ -217,7 +217,12 @@ where
         r = &mut conn => r,
         _ = drain.signaled() => {
             graceful(&mut conn);
-            conn.await
+            tokio::select! {
+                r = &mut conn => r,
+                // The drain timeout ran out: dropping the connection ends
+                // its requests, whose spans say `drain_timeout`.
+                _ = drain.cut() => Ok(()),
+            }
         }
     };
     if let Err(e) = &r {

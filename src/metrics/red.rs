@@ -284,6 +284,7 @@ fn error_index(e: Option<ErrorType>) -> u8 {
         Some(ErrorType::Status(_)) => 12,
         Some(ErrorType::Grpc(_)) => 13,
         Some(ErrorType::OwnPort) => 14,
+        Some(ErrorType::DrainTimeout) => 15,
     }
 }
 

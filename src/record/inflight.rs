@@ -3,7 +3,8 @@
 //! - the response body's end (`http::body::ProxyBody`), or its error;
 //! - an answer the proxy made itself (`http::proxy`, a `ProxyError`);
 //! - a tunnel's close (`http::upgrade`: WebSocket, CONNECT);
-//! - drop: the client went away, or any exit nobody thought of.
+//! - drop: the client went away, the drain timeout cut the request at
+//!   shutdown, or any exit nobody thought of.
 
 use super::recorder::Recorder;
 use crate::trace::SpanRecord;
@@ -77,7 +78,8 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.span.is_some() {
-            self.finish(Some(ErrorType::ClientAborted));
+            let why = if self.recorder.cut.is_cut() { ErrorType::DrainTimeout } else { ErrorType::ClientAborted };
+            self.finish(Some(why));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `Recorder::record` exactly once.
 
 use crate::access_log::AccessLog;
+use crate::drain;
 use crate::export::SpanSink;
 use crate::metrics::DirectionMetrics;
 use crate::trace::SpanRecord;
@@ -12,6 +13,8 @@ pub struct Recorder {
     pub metrics: Arc<DirectionMetrics>,
     pub access_log: Option<AccessLog>,
     pub sink: SpanSink,
+    /// Set when the drain timeout cuts the requests still in flight.
+    pub cut: drain::Cut,
 }
 
 impl Recorder {

@@ -19,10 +19,17 @@
 //! - `scripted`: answers its Nth connection with the Nth status given and
 //!   closes it, recording each request head (for `wait-ready`);
 //! - `tally`: keeps every byte it receives, and answers each request head
-//!   `200 ok` (for tests that must show nothing was forwarded).
+//!   `200 ok` (for tests that must show nothing was forwarded);
+//! - `killable`: an app in a process of its own (HTTP/1.1 and h2c), for a
+//!   test to kill (SIGKILL) mid-answer, freeze (SIGSTOP) and bring back on
+//!   the same port (see `killable`);
+//! - `keeps_then_closes`: HTTP/1.1 keep-alive that closes a connection
+//!   after its first answer, at once or as the next request arrives
+//!   (with a FIN or a reset: `Close`).
 //!
 //! The apps run on the test's runtime (or a thread, for `scripted`) and
-//! stop with it; `one_connection` is a process killed on drop.
+//! stop with it; `one_connection` and `killable` are processes killed on
+//! drop.
 
 use super::process::Process;
 use bytes::Bytes;
@@ -604,6 +611,148 @@ pub async fn tally() -> Tally {
                         if s.write_all(ok).await.is_err() {
                             return;
                         }
+                    }
+                }
+            });
+        }
+    });
+    app
+}
+
+/// The variable that makes the test binary, run again, serve the
+/// `killable` app on that port.
+const KILLABLE_PORT: &str = "SIDETRACE_TEST_KILLABLE_PORT";
+
+/// An app in a process of its own: the test binary itself, run again with
+/// only its test `entry` selected, which calls `killable_main`. It serves
+/// HTTP/1.1 and h2c on `addr`, by path:
+/// - `/partial…`: `200` promising a megabyte (`content-length: 1000000`),
+///   a kilobyte of `x`, then nothing more, ever (it prints `partial sent`
+///   once the kilobyte is out);
+/// - `/hold…`: reads the request and never answers (prints `held`);
+/// - anything else: `hello from the killable app`.
+///
+/// A test kills it (`process.kill()`, SIGKILL) or freezes it
+/// (`process.signal(SIGSTOP)`), and starts it again on the same port.
+pub struct Killable {
+    pub addr: SocketAddr,
+    pub process: Process,
+}
+
+/// Starts the killable app on `port` (0: any), ready when this returns.
+pub fn killable(entry: &str, port: u16) -> Killable {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"]).env(KILLABLE_PORT, port.to_string());
+    let process = Process::spawn("the killable app", &mut cmd);
+    let addr = super::wait::until_sync(Duration::from_secs(10), || {
+        let lines = process.stdout.lock().unwrap();
+        // After libtest's `test killable_app ... `, on the same line.
+        lines.iter().find_map(|l| l.split("killable app on ").nth(1)?.trim().parse::<SocketAddr>().ok())
+    });
+    let addr = addr.unwrap_or_else(|| panic!("the killable app did not start\n{}", process.output()));
+    Killable { addr, process }
+}
+
+impl Killable {
+    /// Waits until the app has printed `line` (`partial sent`, `held`)
+    /// `n` times in all.
+    pub fn wait_for(&self, line: &str, n: usize) {
+        let printed = super::wait::until_sync(Duration::from_secs(10), || {
+            self.process.stdout.lock().unwrap().iter().filter(|l| l.trim_end().ends_with(line)).count() >= n
+        });
+        assert!(printed.is_some(), "the killable app never said {line:?} {n} times\n{}", self.process.output());
+    }
+}
+
+/// The killable app's side: serves until killed. Does nothing unless the
+/// test binary was started by `killable` (a plain `--ignored` run).
+pub fn killable_main() {
+    let Some(port) = std::env::var(KILLABLE_PORT).ok().and_then(|p| p.parse::<u16>().ok()) else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        // tokio sets SO_REUSEADDR: the port binds again after a kill.
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("the killable app's port");
+        println!("killable app on {}", listener.local_addr().unwrap());
+        serve(listener, Arc::default(), |req| async move {
+            let path = req.uri().path();
+            if path.starts_with("/partial") {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+                tokio::spawn(async move {
+                    // The second send waits until hyper took the first.
+                    let _ = tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))).await;
+                    let _ = tx.send(Ok(Frame::data(Bytes::new()))).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    println!("partial sent");
+                    std::future::pending::<()>().await;
+                    drop(tx);
+                });
+                let body = BodyExt::boxed(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
+                let mut r = Response::new(body);
+                r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("1000000"));
+                r
+            } else if path.starts_with("/hold") {
+                println!("held");
+                std::future::pending().await
+            } else {
+                Response::new(full("hello from the killable app\n"))
+            }
+        });
+        std::future::pending::<()>().await
+    });
+}
+
+/// When `keeps_then_closes` closes a connection after its first answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// At once: the connection dies while the proxy holds it idle.
+    Idle,
+    /// Once the connection's next request has been read, unanswered (a
+    /// FIN): the app's keep-alive timer fired just as the request came.
+    Unanswered,
+    /// As the next request arrives, without reading it: the kernel answers
+    /// the unread bytes with a reset.
+    Reset,
+}
+
+/// An HTTP/1.1 app that answers `200 ok` with keep-alive (no `Connection:
+/// close`) and yet closes each connection after its first answer, as
+/// `close` says. `connections()` counts what it accepted.
+pub async fn keeps_then_closes(close: Close) -> App {
+    let (listener, addr) = listen().await;
+    let app = App { addr, seen: Arc::default(), connections: Arc::default() };
+    let connections = app.connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    if answered && close == Close::Reset {
+                        // Dropped with the request unread: a reset.
+                        let _ = s.readable().await;
+                        return;
+                    }
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    // The whole head is read: closing now sends a FIN, not
+                    // the RST that unread bytes would.
+                    if answered {
+                        return;
+                    }
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+                    answered = true;
+                    head.clear();
+                    if close == Close::Idle {
+                        return;
                     }
                 }
             });
