@@ -176,15 +176,16 @@ async fn a_kept_connection_the_app_closed_is_not_a_502() {
         for n in 1..=3 {
             let r = conn.get(&format!("/inbound/{n}")).send().await;
             assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "inbound request {n}, {close:?}");
-            // Long enough for the app's close to reach the proxy.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // As long as a keep-alive timer waits: the proxy copies a
+            // request only on a connection that has been quiet.
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         assert_eq!(app.connections(), 3, "one app connection per request ({close:?})");
         let outbound = proxy.outbound.unwrap();
         for n in 1..=3 {
             let r = Client::http1().get(&format!("{}/outbound/{n}", app.url())).via(outbound).send().await;
             assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"), "outbound request {n}, {close:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         assert_eq!(app.connections(), 6, "one app connection per request ({close:?})");
         let errors: Vec<_> = proxy.spans().into_iter().filter(|s| s.error.is_some()).collect();

@@ -14,7 +14,7 @@
 //! socket is taken back from hyper (`park`) and waits beside the client's.
 
 use super::error::{ProxyError, closed_unanswered};
-use super::request_body::{ForwardBody, replayable};
+use super::request_body::{ForwardBody, REPLAY_AFTER_IDLE, replayable};
 use crate::dial::Dialer;
 use crate::trace::Upstream;
 use http::{Request, Response};
@@ -23,6 +23,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 use tokio::net::TcpStream;
 
 type Conn = http1::Connection<TokioIo<TcpStream>, ForwardBody>;
@@ -37,6 +38,8 @@ pub struct Dedicated {
 #[derive(Default)]
 struct Slot {
     sender: Option<http1::SendRequest<ForwardBody>>,
+    /// When the last request went out on `sender`'s connection.
+    last_sent: Option<Instant>,
     conn: Option<Conn>,
     /// The socket while the client connection idles, without hyper's state.
     parked: Option<TcpStream>,
@@ -74,17 +77,24 @@ impl Dedicated {
         mut req: Request<ForwardBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         loop {
-            let (mut sender, reused) = match self.ready() {
-                Ready::Sender(s) => (s, true),
-                Ready::Parked(sock) => (self.install(sock).await?, true),
-                Ready::Nothing => (self.install(dialer.connect(dest).await?).await?, false),
+            // A parked socket idled long enough to have been parked.
+            let (mut sender, reused, parked) = match self.ready() {
+                Ready::Sender(s) => (s, true, false),
+                Ready::Parked(sock) => (self.install(sock).await?, true, true),
+                Ready::Nothing => (self.install(dialer.connect(dest).await?).await?, false, false),
             };
             if reused && sender.ready().await.is_err() {
                 continue; // the app closed it while it waited
             }
-            let copy = if reused { replayable(&req) } else { None };
+            let now = Instant::now();
+            let quiet = parked || self.lock().last_sent.is_none_or(|t| now.duration_since(t) >= REPLAY_AFTER_IDLE);
+            let copy = if reused && quiet { replayable(&req) } else { None };
             let response = sender.try_send_request(req);
-            self.lock().sender = Some(sender);
+            {
+                let mut slot = self.lock();
+                slot.sender = Some(sender);
+                slot.last_sent = Some(now);
+            }
             match response.await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match (e.take_message(), copy) {

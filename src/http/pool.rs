@@ -8,7 +8,7 @@
 //! The locks guard only a push or a pop, never an await.
 
 use super::error::{ProxyError, closed_unanswered};
-use super::request_body::{ForwardBody, replayable};
+use super::request_body::{ForwardBody, REPLAY_AFTER_IDLE, replayable};
 use crate::dial::Dialer;
 use crate::trace::Upstream;
 use http::{Request, Response};
@@ -17,6 +17,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Idle HTTP/1 connections kept per destination (per worker). Enough for
 /// the concurrency a sidecar's app sees; past it the oldest is closed.
@@ -49,7 +50,8 @@ impl Release {
 
 pub struct Pool {
     dialer: Arc<Dialer>,
-    h1_idle: Mutex<HashMap<Upstream, VecDeque<http1::SendRequest<ForwardBody>>>>,
+    /// Each idle connection with the time it came back.
+    h1_idle: Mutex<HashMap<Upstream, VecDeque<(http1::SendRequest<ForwardBody>, Instant)>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
 }
 
@@ -97,11 +99,12 @@ impl Pool {
         upgrade: bool,
     ) -> Result<(Response<Incoming>, Option<Release>), ProxyError> {
         loop {
-            let (mut sender, reused) = match self.checkout_h1(dest) {
-                Some(s) => (s, true),
-                None => (self.connect_h1(dest).await?, false),
+            let (mut sender, quiet) = match self.checkout_h1(dest) {
+                Some((s, since)) => (s, Some(since.elapsed() >= REPLAY_AFTER_IDLE)),
+                None => (self.connect_h1(dest).await?, None),
             };
-            let copy = if reused { replayable(&req) } else { None };
+            let reused = quiet.is_some();
+            let copy = if quiet == Some(true) { replayable(&req) } else { None };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
                     let release = (!upgrade).then(|| Release { pool: self.clone(), dest: dest.clone(), sender });
@@ -123,12 +126,12 @@ impl Pool {
 
     /// The most recently used idle connection (the warmest), skipping any
     /// the upstream has closed.
-    fn checkout_h1(&self, dest: &Upstream) -> Option<http1::SendRequest<ForwardBody>> {
+    fn checkout_h1(&self, dest: &Upstream) -> Option<(http1::SendRequest<ForwardBody>, Instant)> {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(dest)?;
-        while let Some(s) = list.pop_back() {
+        while let Some((s, since)) = list.pop_back() {
             if s.is_ready() {
-                return Some(s);
+                return Some((s, since));
             }
         }
         None
@@ -140,7 +143,7 @@ impl Pool {
         if list.len() >= MAX_IDLE_PER_DEST {
             list.pop_front();
         }
-        list.push_back(sender);
+        list.push_back((sender, Instant::now()));
     }
 
     async fn connect_h1(&self, dest: &Upstream) -> Result<http1::SendRequest<ForwardBody>, ProxyError> {

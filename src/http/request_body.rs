@@ -38,6 +38,13 @@ impl ForwardBody {
 /// only for an idempotent method (RFC 9110 section 9.2.2) and no body, so
 /// the copy is the whole request and sending it twice is allowed. Other
 /// requests are not copied; their clients get the 502.
+/// A kept connection idle for less than this is not one an app's
+/// keep-alive timer closes (their timers run for seconds: gunicorn 2 s,
+/// Node and Apache 5 s, nginx 75 s), so a request sent on it is not copied:
+/// the copy clones the header map, and under load every connection is
+/// busier than this.
+pub const REPLAY_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub fn replayable(req: &Request<ForwardBody>) -> Option<Request<ForwardBody>> {
     let idempotent = matches!(
         *req.method(),
