@@ -5,6 +5,9 @@
 #   SIDETRACE_BIN=... bench/callgrind_hardening.sh N   -> total instructions
 # Run it for N=200 and N=1200 and divide the difference by 1000 to leave
 # start-up out (issue 13: the HTTP/1 framing checks and the limits' layers).
+# SIDETRACE_FLAGS adds flags to the sidecar (e.g. "--spool-dir D --spool-mode
+# always"); callgrind counts user-space instructions only, not the kernel's
+# work for a write or an fsync.
 set -e
 N=$1
 W=$(mktemp -d)
@@ -18,10 +21,11 @@ $B --threads 1 > $W/sink.out 2>&1 & SPID=$!
 sleep 0.5
 APORT=$(head -1 $W/app.out | sed 's/.*://'); SPORT=$(head -1 $W/sink.out | sed 's/.*://')
 IN=$(free)
+EXTRA=(${SIDETRACE_FLAGS:-})
 API=(); if $BIN run --help | grep -q -- '--api '; then API=(--api off); fi
 valgrind --tool=callgrind --callgrind-out-file=$W/cg.$N $BIN run --inbound 127.0.0.1:$IN --app 127.0.0.1:$APORT \
   --outbound off --admin off "${API[@]}" --access-log off --workers 1 --otlp-endpoint http://127.0.0.1:$SPORT \
-  --service-name cg --log warn > $W/proxy.log 2>&1 &
+  --service-name cg --log warn "${EXTRA[@]}" > $W/proxy.log 2>&1 &
 VPID=$!
 for i in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$IN/ && break; sleep 0.2; done
 URLS=$(for i in $(seq 1 $N); do echo -n "http://127.0.0.1:$IN/ "; done)

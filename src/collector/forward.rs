@@ -9,7 +9,7 @@
 //! and logged there, as in the sidecar.
 
 use crate::config::export::RetryPolicy;
-use crate::export::exporter::{Batch, Exporter, Transport};
+use crate::export::exporter::{self, Batch, Exporter, Handoff, Transport};
 use crate::export::http_sender::{Format, HttpSender};
 use crate::export::spool::Spool;
 use crate::metrics::export_health::ExporterStats;
@@ -17,10 +17,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Items (spans or log records) held in memory per signal before the spool.
 const MEMORY_ITEMS: u64 = 200_000;
@@ -39,7 +38,7 @@ pub struct Forwarder {
 }
 
 struct Signal {
-    tx: mpsc::Sender<Batch>,
+    tx: Handoff,
     stats: Arc<ExporterStats>,
 }
 
@@ -47,8 +46,7 @@ impl Signal {
     fn push(&self, payload: Vec<u8>, items: usize) {
         let items = u32::try_from(items).unwrap_or(u32::MAX);
         let batch = Batch { payload: payload.into(), spans: items, spooled: None };
-        if self.tx.try_send(batch).is_err() {
-            self.stats.dropped_spans_queue_full.fetch_add(u64::from(items), Ordering::Relaxed);
+        if !self.tx.try_send(batch) {
             tracing::warn!(exporter = self.stats.name, items, "forwarding queue full; dropped");
         }
     }
@@ -86,8 +84,9 @@ impl Forwarder {
                 concurrency: 2,
                 capacity_spans: MEMORY_ITEMS,
                 spool,
+                always: false,
             };
-            let (tx, rx) = mpsc::channel(1024);
+            let (tx, rx) = exporter::handoff(stats.clone(), 1024);
             tokio::spawn(exporter.run(rx, deadline_rx.clone()));
             Ok(Signal { tx, stats })
         };

@@ -7,7 +7,7 @@
 //! the spool directory too, so that a sidecar that starts can export.
 
 use super::error::Error;
-use super::export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
+use super::export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol, SpoolMode};
 use super::parse::{header_pair, ratio};
 use super::ser;
 use super::tls::{self, TlsFiles};
@@ -90,6 +90,7 @@ pub struct RetryPolicy {
 pub struct SpoolConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    pub mode: SpoolMode,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -121,7 +122,10 @@ impl ExportConfig {
         let spool = match &a.spool_dir {
             Some(dir) => {
                 usable_dir(dir).map_err(|source| Error::SpoolDir { dir: dir.clone(), source })?;
-                Some(SpoolConfig { dir: dir.clone(), max_bytes: a.spool_max_bytes })
+                Some(SpoolConfig { dir: dir.clone(), max_bytes: a.spool_max_bytes, mode: a.spool_mode })
+            }
+            None if a.spool_mode == SpoolMode::Always => {
+                return Err(Error::Conflict("--spool-mode always needs --spool-dir: the batches go to disk first"));
             }
             None => None,
         };

@@ -28,6 +28,18 @@ pub enum LogsExporter {
     None,
 }
 
+/// When batches go to the disk spool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolMode {
+    /// When the memory queue is full, a batch exhausted its retries, or at
+    /// shutdown.
+    #[default]
+    Overflow,
+    /// Every batch, before it is sent; removed once the backend took it.
+    Always,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Compression {
     Gzip,
@@ -107,14 +119,23 @@ pub struct ExportArgs {
     #[arg(long, env = "SIDETRACE_RETRY_MAX", default_value = "30s", value_parser = duration, value_name = "DURATION")]
     pub retry_max: Duration,
 
-    /// Give up on a batch after retrying this long; it is dropped and counted.
+    /// Give up on a batch after retrying this long; it then waits in the spool and is
+    /// tried again later (with --spool-dir), else it is dropped and counted.
     #[arg(long, env = "SIDETRACE_RETRY_MAX_ELAPSED", default_value = "5m", value_parser = duration, value_name = "DURATION")]
     pub retry_max_elapsed: Duration,
 
-    /// Directory where batches wait on disk when the memory queue is full and on
-    /// shutdown; they are sent in order when the collector is back, also after a restart.
+    /// Directory where batches wait on disk when the memory queue is full, after their
+    /// retries ran out, and on shutdown; they are sent in order when the collector is back,
+    /// also after a restart.
     #[arg(long, env = "SIDETRACE_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+
+    /// overflow: the spool takes what memory cannot hold. always: every batch is written to
+    /// the spool (and synced) before it is sent, so a kill -9 loses at most the spans not yet
+    /// in a finished batch (under --export-batch-size, none older than --export-delay) and
+    /// the batch being written; a batch in flight may be sent twice. Needs --spool-dir.
+    #[arg(long, env = "SIDETRACE_SPOOL_MODE", value_enum, default_value = "overflow", value_name = "overflow|always")]
+    pub spool_mode: SpoolMode,
 
     /// Most bytes the spool may hold; past it, new batches are dropped and counted.
     #[arg(long, env = "SIDETRACE_SPOOL_MAX_BYTES", default_value = "256MiB", value_parser = byte_size, value_name = "BYTES")]

@@ -20,7 +20,7 @@ mod tls;
 
 pub use args::{AccessLogFormat, RunArgs, StitchMode};
 pub use error::Error;
-pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol};
+pub use export_args::{Compression, ExportArgs, LogsExporter, OtlpProtocol, SpoolMode};
 pub use limits_args::LimitArgs;
 pub use parse::ApiListen;
 pub use resource::{Resource, service_from_pod_name};

@@ -213,6 +213,21 @@ mod tests {
     }
 
     #[test]
+    fn spool_mode_always_needs_a_spool_dir() {
+        let args = RunArgs::parse_from_env_free(["run", "--spool-mode", "always"]);
+        let err = Config::from_args(&args, &|_| None).unwrap_err();
+        assert!(matches!(err, Error::Conflict(m) if m.contains("--spool-dir")), "{err}");
+        let dir = std::env::temp_dir().join(format!("sidetrace-spool-mode-{}", std::process::id()));
+        let args =
+            RunArgs::parse_from_env_free(["run", "--spool-mode", "always", "--spool-dir", dir.to_str().unwrap()]);
+        let spool = Config::from_args(&args, &|_| None).unwrap().export.spool.unwrap();
+        assert_eq!(spool.mode, crate::config::SpoolMode::Always);
+        let args = RunArgs::parse_from_env_free(["run", "--spool-dir", dir.to_str().unwrap()]);
+        let spool = Config::from_args(&args, &|_| None).unwrap().export.spool.unwrap();
+        assert_eq!(spool.mode, crate::config::SpoolMode::Overflow, "overflow is the default");
+    }
+
+    #[test]
     fn bad_resource_attributes() {
         let args = RunArgs::parse_from_env_free(["run"]);
         let err = Config::from_args(&args, &env_of(&[("OTEL_RESOURCE_ATTRIBUTES", "novalue")])).unwrap_err();

@@ -2,6 +2,12 @@
 //! their retries. Batches are started in order; at most `concurrency` are
 //! in flight; what does not fit in memory goes to the spool (or is dropped
 //! and counted), and the spool is drained in order once memory is empty.
+//! With `--spool-mode always` every batch goes through the spool: it is on
+//! disk before it is sent and leaves the disk once the backend took it. With
+//! a spool, a batch that exhausts its retries waits there instead of being
+//! dropped. Every span handed to an exporter is counted in exactly one
+//! place at a time: memory (`queue_spans`), in flight, the spool, exported,
+//! rejected, or dropped by reason.
 
 use super::grpc_sender::GrpcSender;
 use super::http_sender::HttpSender;
@@ -10,11 +16,11 @@ use super::spool::{PushError, Spool};
 use crate::config::export::RetryPolicy;
 use crate::metrics::export_health::ExporterStats;
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 pub enum Transport {
@@ -39,6 +45,65 @@ pub struct Batch {
     pub spooled: Option<u64>,
 }
 
+/// What the pipeline hands an exporter: a batch and, in `--spool-mode
+/// always`, where to say that the batch is in the spool (or was refused
+/// and counted), so the pipeline forms the next batch only then.
+pub struct Handed {
+    pub batch: Batch,
+    pub durable: Option<oneshot::Sender<()>>,
+}
+
+/// The sending side of an exporter's channel. It counts what it hands over
+/// in the exporter's memory gauge, so that a span is counted as waiting
+/// from the moment it leaves the pipeline until it is exported or dropped.
+#[derive(Clone)]
+pub struct Handoff {
+    tx: mpsc::Sender<Handed>,
+    stats: Arc<ExporterStats>,
+}
+
+/// An exporter's channel, `capacity` batches deep.
+pub fn handoff(stats: Arc<ExporterStats>, capacity: usize) -> (Handoff, mpsc::Receiver<Handed>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (Handoff { tx, stats }, rx)
+}
+
+impl Handoff {
+    /// Waits for room in the channel; when `durable`, also until the
+    /// exporter has written the batch to its spool (or refused it).
+    pub async fn send(&self, batch: Batch, durable: bool) {
+        let spans = u64::from(batch.spans);
+        self.stats.queue_spans.fetch_add(spans, Ordering::Relaxed);
+        let (ack, acked) = match durable {
+            true => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        if self.tx.send(Handed { batch, durable: ack }).await.is_err() {
+            self.stats.queue_spans.fetch_sub(spans, Ordering::Relaxed);
+            self.stats.dropped_spans_shutdown.fetch_add(spans, Ordering::Relaxed);
+            return;
+        }
+        if let Some(acked) = acked {
+            let _ = acked.await;
+        }
+    }
+
+    /// Never waits: a full channel drops the batch and counts it.
+    pub fn try_send(&self, batch: Batch) -> bool {
+        let spans = u64::from(batch.spans);
+        self.stats.queue_spans.fetch_add(spans, Ordering::Relaxed);
+        if self.tx.try_send(Handed { batch, durable: None }).is_err() {
+            self.stats.queue_spans.fetch_sub(spans, Ordering::Relaxed);
+            self.stats.dropped_spans_queue_full.fetch_add(spans, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 pub struct Exporter {
     pub transport: Arc<Transport>,
     pub stats: Arc<ExporterStats>,
@@ -46,6 +111,9 @@ pub struct Exporter {
     pub concurrency: usize,
     pub capacity_spans: u64,
     pub spool: Option<Arc<Mutex<Spool>>>,
+    /// `--spool-mode always`: every batch is written to the spool before
+    /// it is sent, and removed once the backend has taken it.
+    pub always: bool,
 }
 
 enum Delivery {
@@ -105,7 +173,7 @@ impl Exporter {
     /// Runs until the batch channel closes and everything is delivered, or
     /// the shutdown deadline passes; then what is left is spooled (if a
     /// spool is set) or counted as dropped.
-    pub async fn run(self, mut rx: mpsc::Receiver<Batch>, mut deadline: watch::Receiver<Option<Instant>>) {
+    pub async fn run(self, mut rx: mpsc::Receiver<Handed>, mut deadline: watch::Receiver<Option<Instant>>) {
         let mut memory: VecDeque<Batch> = VecDeque::new();
         let mut memory_spans = 0u64;
         let mut next_spooled = self.spool.as_ref().and_then(|s| with_spool(s, |s| s.entries().next().map(|e| e.seq)));
@@ -119,11 +187,20 @@ impl Exporter {
                 let batch = match memory.pop_front() {
                     Some(b) => {
                         memory_spans -= u64::from(b.spans);
+                        self.stats.queue_spans.fetch_sub(u64::from(b.spans), Ordering::Relaxed);
                         Some(b)
                     }
-                    None => self.load_spooled(&mut next_spooled).await,
+                    None => {
+                        let flying_seqs = flying.values().filter_map(|b| b.spooled).collect();
+                        self.load_spooled(&mut next_spooled, flying_seqs).await
+                    }
                 };
                 let Some(batch) = batch else { break };
+                self.stats.in_flight_spans.fetch_add(u64::from(batch.spans), Ordering::Relaxed);
+                if batch.spooled.is_some() {
+                    self.stats.in_flight_spooled.fetch_add(u64::from(batch.spans), Ordering::Relaxed);
+                    self.publish_spool();
+                }
                 let task = inflight.spawn(deliver(
                     self.transport.clone(),
                     batch.payload.clone(),
@@ -132,76 +209,97 @@ impl Exporter {
                 ));
                 flying.insert(task.id(), batch);
             }
-            self.stats.queue_spans.store(memory_spans, Ordering::Relaxed);
             if closed && inflight.is_empty() && memory.is_empty() && next_spooled.is_none() {
                 return;
             }
             let shutdown_at = if closed { *deadline.borrow() } else { None };
             tokio::select! {
-                b = rx.recv(), if !closed => match b {
-                    Some(b) => self.enqueue(b, &mut memory, &mut memory_spans, next_spooled.is_some()).await
-                        .into_iter().for_each(|seq| { next_spooled.get_or_insert(seq); }),
+                h = rx.recv(), if !closed => match h {
+                    Some(Handed { batch, durable }) => {
+                        self.enqueue(batch, &mut memory, &mut memory_spans, &mut next_spooled).await;
+                        if let Some(durable) = durable {
+                            let _ = durable.send(());
+                        }
+                    }
                     None => closed = true,
                 },
                 Some(done) = inflight.join_next_with_id(), if !inflight.is_empty() => {
                     let (id, delivery) = match done {
-                        Ok((id, d)) => (id, Some(d)),
-                        Err(e) => (e.id(), None),
+                        Ok((id, d)) => (id, d),
+                        // The sending task panicked: the batch is treated
+                        // as one that exhausted its retries, not lost.
+                        Err(e) => (e.id(), Delivery::Exhausted(Failure::Connection(format!("export task failed: {e}")))),
                     };
-                    if let (Some(batch), Some(d)) = (flying.remove(&id), delivery) {
-                        self.settle(batch, d, &mut failures, &mut rejections);
+                    if let Some(batch) = flying.remove(&id) {
+                        self.settle(batch, delivery, &mut next_spooled, &mut failures, &mut rejections).await;
                     }
                 }
                 _ = deadline.changed(), if closed && shutdown_at.is_none() => {}
                 _ = sleep_until_opt(shutdown_at), if shutdown_at.is_some() => {
                     inflight.abort_all();
+                    self.stats.in_flight_spans.store(0, Ordering::Relaxed);
+                    self.stats.in_flight_spooled.store(0, Ordering::Relaxed);
+                    self.stats.queue_spans.fetch_sub(memory_spans, Ordering::Relaxed);
+                    self.publish_spool();
                     let left: Vec<Batch> = flying.drain().map(|(_, b)| b).chain(memory.drain(..)).collect();
                     self.stash_at_shutdown(left).await;
-                    self.stats.queue_spans.store(0, Ordering::Relaxed);
                     return;
                 }
             }
         }
     }
 
-    /// Puts a new batch in memory, or in the spool when memory is full or
-    /// older batches already wait there. Returns the spool sequence number
-    /// when the batch went to disk.
+    /// Puts a new batch in memory, or in the spool: always in `always`
+    /// mode, otherwise when memory is full or older batches already wait
+    /// there. A batch the spool refuses is dropped and counted, except in
+    /// `always` mode when nothing waits on disk and memory has room: then
+    /// it waits in memory (it is still sent, but a crash would lose it).
     async fn enqueue(
         &self,
         b: Batch,
         memory: &mut VecDeque<Batch>,
         memory_spans: &mut u64,
-        spool_waiting: bool,
-    ) -> Option<u64> {
-        let fits = *memory_spans + u64::from(b.spans) <= self.capacity_spans;
-        match &self.spool {
-            Some(spool) if spool_waiting || !fits => self.to_spool(spool, b).await,
-            _ if fits => {
-                *memory_spans += u64::from(b.spans);
-                memory.push_back(b);
-                None
+        next_spooled: &mut Option<u64>,
+    ) {
+        let spans = u64::from(b.spans);
+        let spool_waiting = next_spooled.is_some();
+        let fits = *memory_spans + spans <= self.capacity_spans;
+        if let Some(spool) = &self.spool
+            && (self.always || spool_waiting || !fits)
+        {
+            self.stats.queue_spans.fetch_sub(spans, Ordering::Relaxed);
+            match write_spool(spool.clone(), self.stats.clone(), b.payload.clone(), b.spans).await {
+                Ok(seq) => {
+                    next_spooled.get_or_insert(seq);
+                }
+                Err(e) if self.always && !spool_waiting && fits => {
+                    tracing::warn!(exporter = self.stats.name, error = ?e, "cannot write to the spool; the batch waits in memory");
+                    self.stats.queue_spans.fetch_add(spans, Ordering::Relaxed);
+                    *memory_spans += spans;
+                    memory.push_back(b);
+                }
+                Err(e) => count_refused(&self.stats, e, spans),
             }
-            _ => {
-                self.stats.dropped_spans_queue_full.fetch_add(u64::from(b.spans), Ordering::Relaxed);
-                None
-            }
+        } else if fits {
+            *memory_spans += spans;
+            memory.push_back(b);
+        } else {
+            self.stats.queue_spans.fetch_sub(spans, Ordering::Relaxed);
+            self.stats.dropped_spans_queue_full.fetch_add(spans, Ordering::Relaxed);
         }
     }
 
-    async fn to_spool(&self, spool: &Arc<Mutex<Spool>>, b: Batch) -> Option<u64> {
-        spool_batch(spool.clone(), self.stats.clone(), b).await
-    }
-
-    /// The next spooled batch, read from disk; damaged ones are skipped.
-    async fn load_spooled(&self, next: &mut Option<u64>) -> Option<Batch> {
+    /// The next spooled batch from `next` on that is not in flight, read
+    /// from disk; damaged ones are skipped.
+    async fn load_spooled(&self, next: &mut Option<u64>, flying: HashSet<u64>) -> Option<Batch> {
         let spool = self.spool.as_ref()?.clone();
         loop {
-            let seq = (*next)?;
+            let from = (*next)?;
             let s = spool.clone();
+            let skip = flying.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 with_spool(&s, |s| {
-                    let entry = s.entries().find(|e| e.seq >= seq).copied();
+                    let entry = s.entries().find(|e| e.seq >= from && !skip.contains(&e.seq)).copied();
                     let following = entry.and_then(|e| s.entries().find(|x| x.seq > e.seq).map(|x| x.seq));
                     (entry, entry.map(|e| s.read(e.seq)), following)
                 })
@@ -232,18 +330,36 @@ impl Exporter {
         if let Some(spool) = &self.spool {
             with_spool(spool, |s| {
                 s.remove(seq);
-                self.stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+                publish(s, &self.stats);
             });
         }
     }
 
-    fn settle(&self, batch: Batch, d: Delivery, failures: &mut Quiet, rejections: &mut Quiet) {
+    /// Sets the spool's gauges from the spool.
+    fn publish_spool(&self) {
+        if let Some(spool) = &self.spool {
+            with_spool(spool, |s| publish(s, &self.stats));
+        }
+    }
+
+    async fn settle(
+        &self,
+        batch: Batch,
+        d: Delivery,
+        next_spooled: &mut Option<u64>,
+        failures: &mut Quiet,
+        rejections: &mut Quiet,
+    ) {
         let spans = u64::from(batch.spans);
+        self.stats.in_flight_spans.fetch_sub(spans, Ordering::Relaxed);
+        if batch.spooled.is_some() {
+            self.stats.in_flight_spooled.fetch_sub(spans, Ordering::Relaxed);
+        }
         match d {
             Delivery::Sent { rejected, message } => {
                 self.stats.batches_ok.fetch_add(1, Ordering::Relaxed);
-                let rejected = rejected.max(0) as u64;
-                self.stats.exported_spans.fetch_add(spans.saturating_sub(rejected), Ordering::Relaxed);
+                let rejected = (rejected.max(0) as u64).min(spans);
+                self.stats.exported_spans.fetch_add(spans - rejected, Ordering::Relaxed);
                 if rejected > 0 {
                     self.stats.rejected_spans.fetch_add(rejected, Ordering::Relaxed);
                     if let Some(suppressed) = rejections.allow() {
@@ -260,14 +376,40 @@ impl Exporter {
             }
             Delivery::Exhausted(reason) => {
                 self.stats.batches_failed.fetch_add(1, Ordering::Relaxed);
-                self.stats.dropped_spans_retries_exhausted.fetch_add(spans, Ordering::Relaxed);
-                if let Some(suppressed) = failures.allow() {
-                    tracing::warn!(exporter = self.stats.name, %reason, spans, suppressed, "export kept failing; batch dropped after the retry limit");
-                }
+                self.exhausted(batch, reason, next_spooled, failures).await;
+                return;
             }
         }
         if let Some(seq) = batch.spooled {
             self.forget_spooled(seq);
+        }
+    }
+
+    /// A batch that kept failing past the retry limit waits in the spool
+    /// (where it is, or at its end) and is tried again in the spool's
+    /// order; without a spool it is dropped and counted.
+    async fn exhausted(&self, batch: Batch, reason: Failure, next_spooled: &mut Option<u64>, failures: &mut Quiet) {
+        let spans = u64::from(batch.spans);
+        let Some(spool) = &self.spool else {
+            self.stats.dropped_spans_retries_exhausted.fetch_add(spans, Ordering::Relaxed);
+            if let Some(suppressed) = failures.allow() {
+                tracing::warn!(exporter = self.stats.name, %reason, spans, suppressed, "export kept failing; batch dropped after the retry limit");
+            }
+            return;
+        };
+        let seq = match batch.spooled {
+            Some(seq) => {
+                self.publish_spool();
+                seq
+            }
+            None => match write_spool(spool.clone(), self.stats.clone(), batch.payload, batch.spans).await {
+                Ok(seq) => seq,
+                Err(e) => return count_refused(&self.stats, e, spans),
+            },
+        };
+        *next_spooled = Some(next_spooled.map_or(seq, |n| n.min(seq)));
+        if let Some(suppressed) = failures.allow() {
+            tracing::warn!(exporter = self.stats.name, %reason, spans, suppressed, "export kept failing past the retry limit; the batch waits in the spool");
         }
     }
 
@@ -278,7 +420,7 @@ impl Exporter {
             }
             match &self.spool {
                 Some(spool) => {
-                    self.to_spool(spool, b).await;
+                    spool_batch(spool.clone(), self.stats.clone(), b).await;
                 }
                 None => {
                     self.stats.dropped_spans_shutdown.fetch_add(u64::from(b.spans), Ordering::Relaxed);
@@ -288,33 +430,58 @@ impl Exporter {
     }
 }
 
-/// Writes a batch to the spool off the runtime; returns its sequence
-/// number, or counts its spans as dropped for the reason it was refused.
-async fn spool_batch(spool: Arc<Mutex<Spool>>, stats: Arc<ExporterStats>, b: Batch) -> Option<u64> {
-    let spans = u64::from(b.spans);
-    let writer_stats = stats.clone();
+/// The spool's gauges: its bytes, and its spans less those in flight.
+fn publish(s: &Spool, stats: &ExporterStats) {
+    let in_flight = stats.in_flight_spooled.load(Ordering::Relaxed);
+    stats.spool_spans.store(s.spans().saturating_sub(in_flight), Ordering::Relaxed);
+    stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+}
+
+/// Writes a batch to the spool off the runtime (written, synced, renamed,
+/// directory synced: `Spool::push`); returns its sequence number.
+async fn write_spool(
+    spool: Arc<Mutex<Spool>>,
+    stats: Arc<ExporterStats>,
+    payload: Bytes,
+    spans: u32,
+) -> Result<u64, PushError> {
     let pushed = tokio::task::spawn_blocking(move || {
         with_spool(&spool, |s| {
-            let r = s.push(&b.payload, b.spans);
-            writer_stats.spool_bytes.store(s.bytes(), Ordering::Relaxed);
+            let r = s.push(&payload, spans);
+            publish(s, &stats);
             r
         })
     })
     .await;
-    let dropped = match pushed {
-        Ok(Ok(entry)) => return Some(entry.seq),
-        Ok(Err(PushError::Full)) => &stats.dropped_spans_spool_full,
-        Ok(Err(PushError::Io(e))) => {
+    match pushed {
+        Ok(r) => r.map(|entry| entry.seq),
+        Err(e) => Err(PushError::Io(std::io::Error::other(format!("the spool write failed: {e}")))),
+    }
+}
+
+/// Counts the spans of a batch the spool refused, by reason.
+fn count_refused(stats: &ExporterStats, e: PushError, spans: u64) {
+    let dropped = match e {
+        PushError::Full => &stats.dropped_spans_spool_full,
+        PushError::Io(e) => {
             tracing::warn!(exporter = stats.name, error = %e, "cannot write to the spool; batch dropped");
-            &stats.dropped_spans_spool_error
-        }
-        Err(e) => {
-            tracing::error!(exporter = stats.name, error = %e, "the spool write failed; batch dropped");
             &stats.dropped_spans_spool_error
         }
     };
     dropped.fetch_add(spans, Ordering::Relaxed);
-    None
+}
+
+/// Writes a batch to the spool; returns its sequence number, or counts its
+/// spans as dropped for the reason it was refused.
+async fn spool_batch(spool: Arc<Mutex<Spool>>, stats: Arc<ExporterStats>, b: Batch) -> Option<u64> {
+    let spans = u64::from(b.spans);
+    match write_spool(spool, stats.clone(), b.payload, b.spans).await {
+        Ok(seq) => Some(seq),
+        Err(e) => {
+            count_refused(&stats, e, spans);
+            None
+        }
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -20,10 +20,11 @@ pub use error::StartError;
 
 use crate::config::Config;
 use crate::config::OtlpProtocol;
+use crate::config::SpoolMode;
 use crate::metrics::export_health::{ExportStats, ExporterStats};
 use crate::trace::SpanRecord;
 use bytes::Bytes;
-use exporter::{Batch, Exporter, Transport};
+use exporter::{Batch, Exporter, Handoff, Transport};
 use http_sender::{Format, HttpSender};
 use otlp::Encoder;
 use otlp_wire::ProtoWriter;
@@ -95,7 +96,7 @@ enum Encoding {
 
 struct Output {
     encoding: Encoding,
-    tx: mpsc::Sender<Batch>,
+    tx: Handoff,
 }
 
 pub struct Pipeline {
@@ -106,6 +107,9 @@ pub struct Pipeline {
     encoder: Arc<Encoder>,
     batch_size: usize,
     delay: Duration,
+    /// `--spool-mode always`: a batch is in every spool before the next
+    /// one is formed.
+    durable: bool,
     outputs: Vec<Output>,
     workers: Vec<JoinHandle<()>>,
     deadline: watch::Sender<Option<Instant>>,
@@ -167,8 +171,10 @@ impl Pipeline {
             exporters.push(("zipkin", Encoding::ZipkinJson, Transport::Http(sender)));
         }
         let mut workers = Vec::new();
+        let always = x.spool.as_ref().is_some_and(|s| s.mode == SpoolMode::Always);
         for (name, encoding, transport) in exporters {
-            let stats = Arc::new(ExporterStats { name, ..Default::default() });
+            let log_records = matches!(encoding, Encoding::OtlpLogs { .. });
+            let stats = Arc::new(ExporterStats { name, log_records, ..Default::default() });
             let spool = match &x.spool {
                 None => None,
                 Some(s) => {
@@ -177,10 +183,12 @@ impl Pipeline {
                         spool::Spool::open(&dir, s.max_bytes).map_err(|source| StartError::Spool { dir, source })?;
                     stats.spool_batches_damaged.fetch_add(damaged as u64, Ordering::Relaxed);
                     stats.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+                    stats.spool_spans.store(spool.spans(), Ordering::Relaxed);
+                    stats.restored_spans.store(spool.spans(), Ordering::Relaxed);
                     Some(Arc::new(Mutex::new(spool)))
                 }
             };
-            let (btx, brx) = mpsc::channel(4);
+            let (btx, brx) = exporter::handoff(stats.clone(), 4);
             let exporter = Exporter {
                 transport: Arc::new(transport),
                 stats: stats.clone(),
@@ -188,6 +196,7 @@ impl Pipeline {
                 concurrency: x.concurrency,
                 capacity_spans: config.queue_size as u64,
                 spool,
+                always,
             };
             workers.push(tokio::spawn(exporter.run(brx, deadline_rx.clone())));
             outputs.push(Output { encoding, tx: btx });
@@ -208,6 +217,7 @@ impl Pipeline {
             encoder,
             batch_size: x.batch_size,
             delay: x.delay,
+            durable: always,
             outputs,
             workers,
             deadline,
@@ -222,7 +232,7 @@ impl Pipeline {
     /// Runs until every sink is dropped and the queue is empty, then waits
     /// for the exporters to deliver (or stash) what they hold.
     pub async fn run(self) {
-        let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, outputs, workers, stats, .. } = self;
+        let Pipeline { sink, ring, mut rx, encoder, batch_size, delay, durable, outputs, workers, stats, .. } = self;
         drop(sink);
         // The queue is polled on a short tick, never waited on: a waiting
         // receiver would make every span's `try_send` wake this task across
@@ -234,7 +244,6 @@ impl Pipeline {
         let mut closed = false;
         while !closed {
             tokio::time::sleep(tick).await;
-            stats.queue_spans.store(rx.len() as u64, Ordering::Relaxed);
             loop {
                 match rx.try_recv() {
                     Ok(mut span) => {
@@ -249,15 +258,20 @@ impl Pipeline {
                     }
                 }
                 if batch.len() >= batch_size {
-                    flush(&encoder, &mut wire, &outputs, &ring, &mut batch).await;
+                    flush(&encoder, &mut wire, &outputs, durable, &ring, &mut batch).await;
                     oldest = None;
                 }
             }
             let due = oldest.is_some_and(|t| t.elapsed() >= delay);
             if !batch.is_empty() && (outputs.is_empty() || due || closed) {
-                flush(&encoder, &mut wire, &outputs, &ring, &mut batch).await;
+                flush(&encoder, &mut wire, &outputs, durable, &ring, &mut batch).await;
                 oldest = None;
             }
+            // What waits for the exporters: the queue and the batch being
+            // formed (records there for the access log only are not spans).
+            let queued = rx.len() as u64;
+            stats.queue_spans.store(queued + batch.iter().filter(|s| kept(s)).count() as u64, Ordering::Relaxed);
+            stats.queue_log_records.store(queued + batch.len() as u64, Ordering::Relaxed);
         }
         drop(outputs);
         for w in workers {
@@ -270,10 +284,13 @@ impl Pipeline {
 const TICK: Duration = Duration::from_millis(50);
 
 /// Hands the batch to every exporter, then keeps its spans in the ring.
+/// When `durable`, each exporter has the batch in its spool before this
+/// returns.
 async fn flush(
     encoder: &Encoder,
     wire: &mut ProtoWriter,
     outputs: &[Output],
+    durable: bool,
     ring: &Ring,
     spans: &mut Vec<SpanRecord>,
 ) {
@@ -298,7 +315,7 @@ async fn flush(
         let batch = Batch { payload, spans: these.len() as u32, spooled: None };
         // Waiting here pushes back on the queue, where spans are counted
         // when dropped; it never reaches the request path.
-        let _ = out.tx.send(batch).await;
+        out.tx.send(batch, durable).await;
     }
     spans.truncate(spans_only);
     ring.extend(spans.drain(..));

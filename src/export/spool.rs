@@ -38,6 +38,8 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     bytes: u64,
+    /// Spans (or log records) in the batches on disk.
+    spans: u64,
     next_seq: u64,
     entries: VecDeque<Entry>,
 }
@@ -69,11 +71,17 @@ impl Spool {
         found.sort_by_key(|e| e.seq);
         let next_seq = found.last().map_or(0, |e| e.seq + 1);
         let bytes = found.iter().map(|e| e.size).sum();
-        Ok((Spool { dir: dir.to_path_buf(), max_bytes, bytes, next_seq, entries: found.into() }, damaged))
+        let spans = found.iter().map(|e| u64::from(e.spans)).sum();
+        Ok((Spool { dir: dir.to_path_buf(), max_bytes, bytes, spans, next_seq, entries: found.into() }, damaged))
     }
 
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Spans (or log records) in the batches on disk.
+    pub fn spans(&self) -> u64 {
+        self.spans
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,6 +123,7 @@ impl Spool {
         })?;
         self.next_seq += 1;
         self.bytes += size;
+        self.spans += u64::from(spans);
         let entry = Entry { seq, spans, size };
         self.entries.push_back(entry);
         Ok(entry)
@@ -138,6 +147,7 @@ impl Spool {
         if let Some(i) = self.entries.iter().position(|e| e.seq == seq) {
             let e = self.entries.remove(i).unwrap_or(Entry { seq, spans: 0, size: 0 });
             self.bytes = self.bytes.saturating_sub(e.size);
+            self.spans = self.spans.saturating_sub(u64::from(e.spans));
         }
         let _ = fs::remove_file(self.path(seq));
     }

@@ -25,8 +25,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 LOCK = threading.Lock()
 RECEIVED = []  # {"transport": ..., "request": <OTLP JSON dict with hex ids>} or zipkin spans
-# mode: "ok", or "fail" (answer `status` with `retry_after` until `until`), or "stall" (never answer)
-CONTROL = {"mode": "ok", "status": 503, "retry_after": None, "until": 0.0, "grpc_code": "UNAVAILABLE", "reject": 0}
+# mode: "ok", or "fail" (answer `status` with `retry_after` until `until`), or "stall" (never answer),
+# or "slow" (take each OTLP/HTTP export, after `delay` seconds, until `until`)
+CONTROL = {"mode": "ok", "status": 503, "retry_after": None, "until": 0.0, "grpc_code": "UNAVAILABLE", "reject": 0,
+           "delay": 0.0}
 ATTEMPTS = {"failed": 0}
 
 
@@ -134,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
             extra = {"Retry-After": CONTROL["retry_after"]} if CONTROL["retry_after"] else {}
             self.answer(CONTROL["status"], b"{}", extra=extra)
             return
+        if CONTROL["mode"] == "slow" and time.time() < CONTROL["until"]:
+            time.sleep(CONTROL["delay"])
         if self.path in ("/v1/traces", "/v1/logs"):
             data = self.body()
             ctype = self.headers.get("Content-Type", "")

@@ -4,7 +4,8 @@
 //!   receives OTLP/HTTP (protobuf, JSON, gzip), OTLP/gRPC and Zipkin v2 and
 //!   decodes every batch with the official OpenTelemetry protobufs (PyPI
 //!   `opentelemetry-proto`); it can be told to fail (`fail`, `fail_grpc`)
-//!   or to refuse some spans (`reject`);
+//!   or to refuse some spans (`reject`), or to take each export slowly
+//!   (`slow`);
 //! - `ok`: accepts every OTLP/HTTP export and keeps nothing (for traffic
 //!   whose spans no test reads);
 //! - `stalled`: accepts connections and never answers.
@@ -150,6 +151,11 @@ impl Collector {
     pub async fn fail(&self, status: u16, retry_after: Option<&str>, period: Duration) {
         self.control(json!({"mode": "fail", "status": status, "retry_after": retry_after, "until": from_now(period)}))
             .await;
+    }
+
+    /// OTLP/HTTP exports are taken, each after `delay`, for the next `period`.
+    pub async fn slow(&self, delay: Duration, period: Duration) {
+        self.control(json!({"mode": "slow", "delay": delay.as_secs_f64(), "until": from_now(period)})).await;
     }
 
     /// OTLP/gRPC exports fail with `code` (e.g. `UNAVAILABLE`) for the next `period`.
