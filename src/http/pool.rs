@@ -48,10 +48,12 @@ impl Release {
     }
 }
 
+/// An idle connection, with the time it came back.
+type Idle = (http1::SendRequest<ForwardBody>, Instant);
+
 pub struct Pool {
     dialer: Arc<Dialer>,
-    /// Each idle connection with the time it came back.
-    h1_idle: Mutex<HashMap<Upstream, VecDeque<(http1::SendRequest<ForwardBody>, Instant)>>>,
+    h1_idle: Mutex<HashMap<Upstream, VecDeque<Idle>>>,
     h2: Mutex<HashMap<Upstream, Arc<H2Slot>>>,
 }
 
@@ -126,7 +128,7 @@ impl Pool {
 
     /// The most recently used idle connection (the warmest), skipping any
     /// the upstream has closed.
-    fn checkout_h1(&self, dest: &Upstream) -> Option<(http1::SendRequest<ForwardBody>, Instant)> {
+    fn checkout_h1(&self, dest: &Upstream) -> Option<Idle> {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(dest)?;
         while let Some((s, since)) = list.pop_back() {
