@@ -178,6 +178,32 @@ fn the_chart_with_every_option_on_is_valid() {
     assert_eq!(var("SIDETRACE_INJECT_SAMPLING"), Some("0.2".into()));
     assert_eq!(var("SIDETRACE_INJECT_IMAGE"), Some("registry.example/sidetrace-proxy:0.1.0".into()));
     assert_eq!(var("SIDETRACE_INJECT_SKIP_OUTBOUND_CIDRS"), Some("169.254.169.254/32,fd00:ec2::254/128".into()));
+    assert_eq!(find(&docs, "PodDisruptionBudget").unwrap()["spec"]["minAvailable"], 2);
+
+    // The PodMonitor gives every series the `service` label the rules and
+    // the dashboard group by, with the very rules of the example scrape
+    // config (tests/deploy_dashboard.rs runs those in a real Prometheus).
+    let endpoint = &find(&docs, "PodMonitor").unwrap()["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "sidetrace-admin");
+    let relabelings = endpoint["relabelings"].as_array().expect("the PodMonitor has relabelings");
+    let scrape: Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join("deploy/examples/prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    let service_rules: Vec<Value> = scrape["scrape_configs"][0]["relabel_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target_label"] == "service")
+        .map(|r| serde_json::json!({"sourceLabels": r["source_labels"], "regex": r["regex"], "targetLabel": "service"}))
+        .collect();
+    assert_eq!(service_rules.len(), 5, "{service_rules:?}");
+    assert_eq!(relabelings, &service_rules);
+    // Highest precedence last: the annotation that overrides service.name,
+    // then app.kubernetes.io/name.
+    let sources: Vec<&Value> = relabelings.iter().map(|r| &r["sourceLabels"][0]).collect();
+    assert_eq!(sources[4], "__meta_kubernetes_pod_annotation_sidetrace_io_service_name");
+    assert_eq!(sources[3], "__meta_kubernetes_pod_label_app_kubernetes_io_name");
 }
 
 #[test]
