@@ -42,6 +42,69 @@ pub struct DemoArgs {
     /// Where the collector's UI listens (a free port if this one is taken).
     #[arg(long, default_value = "127.0.0.1:16686", value_name = "ADDR")]
     pub ui: SocketAddr,
+
+    /// Run one of the demo's apps alone, with no sidecar and no collector:
+    /// a container of deploy/examples/demo, beside the sidecar injection adds.
+    #[arg(long, value_enum, value_name = "APP")]
+    pub only: Option<App>,
+
+    /// With --only consumer or store: where the app serves HTTP.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// With --only: the service the app calls, http://HOST:PORT (the
+    /// producer's consumer, required; the consumer's store, else it answers
+    /// alone). Called directly: in a pod, the redirect rules take the call
+    /// through the sidecar.
+    #[arg(long, value_parser = downstream, value_name = "URL")]
+    pub downstream: Option<Downstream>,
+}
+
+/// The apps of examples/apps.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    /// Calls --downstream (the consumer) every --interval-ms.
+    Producer,
+    /// Serves /orders/{id} and /inventory/{sku} on --listen, asking --downstream (the store).
+    Consumer,
+    /// Serves /stock/{sku} on --listen.
+    Store,
+}
+
+/// `--downstream`: the `host:port` of an `http://` URL.
+#[derive(Clone, Debug)]
+pub struct Downstream {
+    host: String,
+    port: u16,
+}
+
+impl Downstream {
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The first address the name resolves to (a Service's cluster IP).
+    async fn resolve(&self) -> Result<SocketAddr, String> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port)).await;
+        addrs
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or_else(|| format!("--downstream {}: the name resolves to no address", self.authority()))
+    }
+}
+
+fn downstream(s: &str) -> Result<Downstream, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err("expected http://HOST:PORT".into());
+    }
+    let host = uri.host().ok_or("expected http://HOST:PORT")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok(Downstream { host, port: uri.port_u16().unwrap_or(80) })
 }
 
 /// The in-process collector: memory storage, loopback only.
@@ -71,6 +134,10 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn main(args: &DemoArgs) -> ExitCode {
+    if args.only == Some(App::Producer) && args.downstream.is_none() {
+        eprintln!("sidetrace demo: --only producer needs --downstream URL (the consumer)");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -78,7 +145,11 @@ pub fn main(args: &DemoArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = match args.only {
+        Some(app) => runtime.block_on(only(app, args)),
+        None => runtime.block_on(run(args)),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -92,6 +163,70 @@ async fn listen() -> std::io::Result<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let a = l.local_addr()?;
     Ok((l, a))
+}
+
+/// `--only APP`: one app, serving (or calling) until SIGTERM or Ctrl-C, or
+/// for the producer until --duration.
+async fn only(app: App, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    let downstream = match &args.downstream {
+        Some(d) => Some((d.authority(), d.resolve().await?)),
+        None => None,
+    };
+    let serve = match app {
+        App::Producer => None,
+        App::Consumer | App::Store => Some(
+            TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (--listen): {e}", args.listen))?,
+        ),
+    };
+    match (app, serve, downstream) {
+        (App::Store, Some(listener), _) => {
+            println!("sidetrace demo: store serving http://{}/stock/<sku>", listener.local_addr()?);
+            tokio::select! {
+                () = apps::store::run(listener) => {}
+                () = crate::drain::stop_signal() => {}
+            }
+        }
+        (App::Consumer, Some(listener), store) => {
+            let local = listener.local_addr()?;
+            let serving = match store {
+                Some((authority, addr)) => {
+                    println!(
+                        "sidetrace demo: consumer serving http://{local}/orders/<id>, asking the store {authority}"
+                    );
+                    let store = apps::consumer::Store { proxy: addr, authority: authority.into() };
+                    tokio::spawn(apps::consumer::run_with_store(listener, store))
+                }
+                None => {
+                    println!("sidetrace demo: consumer serving http://{local}/orders/<id>, with no store");
+                    tokio::spawn(apps::consumer::run(listener))
+                }
+            };
+            crate::drain::stop_signal().await;
+            serving.abort();
+        }
+        (App::Producer, _, Some((authority, addr))) => {
+            let interval = Duration::from_millis(args.interval_ms);
+            println!("sidetrace demo: producer calling http://{authority} every {} ms", args.interval_ms);
+            let run_for = args.duration.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+            let tally = tokio::select! {
+                t = apps::producer::run_to(addr, &authority, interval, run_for) => t,
+                () = crate::drain::stop_signal() => apps::producer::Tally::default(),
+            };
+            println!(
+                "producer: {} calls answered ({} ok, {} with 5xx), {} failed without an answer",
+                tally.answered(),
+                tally.ok,
+                tally.server_errors,
+                tally.failed
+            );
+            return Ok(tally.answered() > 0 || args.duration.is_none());
+        }
+        (App::Producer, _, None) | (App::Consumer | App::Store, None, _) => unreachable!("checked in main"),
+    }
+    println!("stopping");
+    Ok(true)
 }
 
 /// Returns whether at least one call made a whole three-hop trace.
@@ -113,9 +248,10 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
 
     let (consumer_listener, consumer_app) = listen().await?;
     let consumer = Sidecar::start(config(consumer_app, "consumer")).await?;
+    let store_inbound = store.inbound.ok_or("no inbound listener")?;
     let to_store = apps::consumer::Store {
         proxy: consumer.outbound.ok_or("no outbound listener")?,
-        store: store.inbound.ok_or("no inbound listener")?,
+        authority: store_inbound.to_string().into(),
     };
     let consumer_task = tokio::spawn(apps::consumer::run_with_store(consumer_listener, to_store));
 
@@ -128,7 +264,7 @@ async fn run(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     println!("sidetrace demo: producer ─► consumer ─► store, each behind its own sidecar, none with tracing code");
     println!("  producer            calls through its sidecar's outbound side {proxy}");
     println!("  consumer            {consumer_app}, behind its sidecar's inbound side {target}");
-    println!("  store               {store_app}, behind its sidecar's inbound side {}", to_store.store);
+    println!("  store               {store_app}, behind its sidecar's inbound side {store_inbound}");
     println!("  collector           OTLP {}, every sidecar's spans and access log", collector.otlp_http);
     println!("\nthe UI, while the demo runs:  http://{}/ui", collector.ui);
     println!("  (each sidecar's own:  {})", {

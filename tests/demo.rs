@@ -79,3 +79,69 @@ fn a_bad_flag_is_one_clear_error_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--duration") && err.contains("soon"), "{err}");
 }
+
+/// `sidetrace demo --only APP`, as deploy/examples/demo runs each app in
+/// its own pod: the store, the consumer asking it, the producer calling
+/// the consumer, each its own process, chained by --listen and
+/// --downstream. (In a pod, each call goes through the sidecar by the
+/// redirect rules; here they go directly.)
+#[test]
+fn only_runs_one_app_and_the_three_chain_as_in_the_cluster() {
+    let serving = |p: &mut Process, what: &str| {
+        let up = support::wait::until_sync(Duration::from_secs(30), || {
+            p.stdout.lock().unwrap().iter().any(|l| l.contains("serving")).then_some(())
+        });
+        assert!(up.is_some(), "the {what} did not start:\n{}", p.output());
+    };
+    let store_port = support::apps::refusing().port();
+    let mut store =
+        Process::spawn("the store", &mut demo(&["--only", "store", "--listen", &format!("127.0.0.1:{store_port}")]));
+    serving(&mut store, "store");
+    let consumer_port = support::apps::refusing().port();
+    let mut consumer = Process::spawn(
+        "the consumer",
+        &mut demo(&[
+            "--only",
+            "consumer",
+            "--listen",
+            &format!("127.0.0.1:{consumer_port}"),
+            "--downstream",
+            &format!("http://127.0.0.1:{store_port}"),
+        ]),
+    );
+    serving(&mut consumer, "consumer");
+    let out = demo(&[
+        "--only",
+        "producer",
+        "--downstream",
+        &format!("http://127.0.0.1:{consumer_port}"),
+        "--duration",
+        "2s",
+        "--interval-ms",
+        "20",
+    ])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // "producer: N calls answered (OK ok, E with 5xx), F failed …"
+    let line = text.lines().find(|l| l.starts_with("producer:")).unwrap_or_else(|| panic!("{text}"));
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.trim_start_matches('(').parse().ok()).collect();
+    let [answered, ok, _, failed] = numbers[..] else { panic!("{line}") };
+    assert!(answered >= 20 && failed == 0, "{line}");
+    // The consumer answers 200 only when the store did (502 otherwise);
+    // a fixed few ids fail with 5xx in either.
+    assert!(ok * 10 >= answered * 7, "most calls should pass through the store: {line}");
+    // No sidecar, no collector: one app per process.
+    assert!(!text.contains("collector"), "{text}");
+    for (p, what) in [(&mut consumer, "consumer"), (&mut store, "store")] {
+        p.assert_running();
+        p.signal(libc::SIGTERM);
+        assert_eq!(p.wait_exit(Duration::from_secs(10)).code(), Some(0), "the {what}: {}", p.output());
+    }
+    let out = demo(&["--only", "producer"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--only producer without --downstream");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--downstream"));
+    let out = demo(&["--only", "consumer", "--downstream", "https://store:8080"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,7 +1,9 @@
 //! deploy/examples: every Kubernetes manifest validates against the
 //! Kubernetes 1.30 schemas (`kubernetes-validate --strict`, which rejects
 //! unknown fields), and the pieces fit together: the demo's namespace asks
-//! for injection and sends spans to the collector's gateway Service; the
+//! for injection and sends spans to the collector's gateway Service, and
+//! its three apps (the sidetrace image running `sidetrace demo --only`)
+//! call each other through their Services; the
 //! gateway's loadbalancing exporter routes by trace id to the sampler
 //! Service's pods on the port their receiver listens on; every collector
 //! pipeline names components that are defined, and every defined component
@@ -70,30 +72,70 @@ fn every_manifest_validates_against_kubernetes_1_30() {
     assert_eq!(passed, documents, "{report}");
 }
 
+/// A demo container's `sidetrace demo` flags, as `--name` → value.
+fn demo_flags(deployment: &Value) -> std::collections::BTreeMap<String, String> {
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"], serde_json::json!(["/usr/local/bin/sidetrace"]), "{container}");
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[0], "demo", "{args:?}");
+    args[1..]
+        .iter()
+        .map(|a| {
+            let (k, v) = a.split_once('=').unwrap_or_else(|| panic!("{a}: flags are written --name=value"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn the_demo_namespace_is_injected_and_its_services_fit() {
     let Some(python) = support::python::with(&["yaml"]) else { return };
     let all = objects(&python);
     let ns = find(&all, "Namespace", "", "sidetrace-demo");
     assert_eq!(ns["metadata"]["labels"]["sidetrace.io/inject"], "enabled");
-    let consumer = find(&all, "Deployment", "sidetrace-demo", "consumer");
-    let producer = find(&all, "Deployment", "sidetrace-demo", "producer");
-    let service = find(&all, "Service", "sidetrace-demo", "consumer");
-    for d in [consumer, producer] {
-        let image = d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap();
-        assert!(image.starts_with("REGISTRY/"), "{image}: the demo images are placeholders");
+    // The webhook reads these from the Namespace (tests/k8s_webhook.rs).
+    let collector = find(&all, "Service", "observability", "otel-collector");
+    let http = collector["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "otlp-http").unwrap();
+    assert_eq!(
+        ns["metadata"]["annotations"]["sidetrace.io/otlp-endpoint"],
+        format!("http://otel-collector.observability:{}", http["port"])
+    );
+    let chart: Value = serde_norway::from_str(&support::tools::read("deploy/helm/sidetrace/Chart.yaml")).unwrap();
+    let image = format!("sidetrace:{}", chart["appVersion"].as_str().unwrap());
+    // producer → consumer → store, as `sidetrace demo` runs them, each app
+    // the sidetrace image running `sidetrace demo --only APP`.
+    let mut downstream_of = std::collections::BTreeMap::new();
+    for app in ["producer", "consumer", "store"] {
+        let d = find(&all, "Deployment", "sidetrace-demo", app);
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], image.as_str(), "{app}: the demo runs the sidetrace image");
+        // Not the proxy's UID, which the redirect rules leave alone.
+        assert!(pod["securityContext"]["runAsUser"].as_u64().is_some_and(|u| u != 2102), "{app}");
         // The injector names service.name from this label.
-        assert!(d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].is_string());
+        assert_eq!(d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], app);
+        let flags = demo_flags(d);
+        assert_eq!(flags.get("--only").map(String::as_str), Some(app), "{flags:?}");
+        if let Some(url) = flags.get("--downstream") {
+            downstream_of.insert(app, url.clone());
+        }
+        if app == "producer" {
+            continue;
+        }
+        let service = find(&all, "Service", "sidetrace-demo", app);
+        let selector = service["spec"]["selector"].as_object().unwrap();
+        let labels = &d["spec"]["template"]["metadata"]["labels"];
+        assert!(selector.iter().all(|(k, v)| &labels[k] == v), "the Service selects the {app}'s pods");
+        let port = &service["spec"]["ports"][0];
+        let container_ports = pod["containers"][0]["ports"].as_array().unwrap();
+        let target = container_ports.iter().find(|p| p["name"] == port["targetPort"]).unwrap();
+        assert_eq!(flags.get("--listen").cloned(), Some(format!("0.0.0.0:{}", target["containerPort"])), "{app}");
+        let called_by = if app == "consumer" { "producer" } else { "consumer" };
+        assert_eq!(
+            downstream_of.get(called_by),
+            Some(&format!("http://{app}.sidetrace-demo.svc:{}", port["port"])),
+            "the {called_by} calls the {app} Service"
+        );
     }
-    let selector = service["spec"]["selector"].as_object().unwrap();
-    let labels = &consumer["spec"]["template"]["metadata"]["labels"];
-    assert!(selector.iter().all(|(k, v)| &labels[k] == v), "the Service selects the consumer's pods");
-    let port = &service["spec"]["ports"][0];
-    let container_ports = consumer["spec"]["template"]["spec"]["containers"][0]["ports"].as_array().unwrap();
-    assert!(container_ports.iter().any(|p| p["name"] == port["targetPort"] && p["containerPort"] == 8080));
-    let env = producer["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
-    let url = env.iter().find(|e| e["name"] == "CONSUMER_URL").unwrap()["value"].as_str().unwrap();
-    assert_eq!(url, format!("http://consumer.sidetrace-demo.svc:{}", port["port"]));
 }
 
 /// A collector config from its ConfigMap.

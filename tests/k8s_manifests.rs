@@ -74,9 +74,16 @@ fn the_chart_with_its_defaults_is_valid_and_never_blocks_pods() {
     let Some((file, docs)) = render(None) else { return };
     let report = validate(&[&file]).unwrap();
     assert!(report.contains(" 0 failed"), "{report}");
-    for kind in
-        ["Deployment", "Service", "PodDisruptionBudget", "ServiceAccount", "MutatingWebhookConfiguration", "Secret"]
-    {
+    for kind in [
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "Secret",
+    ] {
         assert!(report.contains(&format!(": {kind}/")), "{kind} was not rendered or not checked:\n{report}");
     }
     let hook = &find(&docs, "MutatingWebhookConfiguration").unwrap()["webhooks"][0];
@@ -88,7 +95,36 @@ fn the_chart_with_its_defaults_is_valid_and_never_blocks_pods() {
     let deployment = find(&docs, "Deployment").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["template"]["metadata"]["labels"]["sidetrace.io/inject"], "disabled");
-    assert!(find(&docs, "Role").is_none() && find(&docs, "ClusterRole").is_none(), "the webhook needs no API access");
+    // RBAC, least privilege: get on namespaces (the pod's Namespace, for
+    // its sidetrace.io/* annotations), bound to the webhook's account only.
+    assert!(find(&docs, "Role").is_none() && find(&docs, "RoleBinding").is_none());
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(
+        roles[0]["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}]),
+        "the webhook may get namespaces and nothing else"
+    );
+    let binding = find(&docs, "ClusterRoleBinding").unwrap();
+    assert_eq!(binding["roleRef"]["name"], roles[0]["metadata"]["name"]);
+    let account = find(&docs, "ServiceAccount").unwrap();
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "sidetrace"}])
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], true, "the webhook needs its token to read namespaces");
+    // Two replicas kept apart and kept up: anti-affinity on the node, and a
+    // PodDisruptionBudget that leaves one serving through a drain.
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(anti.as_array().map(Vec::len), Some(1), "{anti}");
+    assert_eq!(anti[0]["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(&anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"], selector);
+    let pdb = find(&docs, "PodDisruptionBudget").unwrap();
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
 
     // The certificate Helm generated (genCA/genSignedCert) verifies
     // against the caBundle the API server is given, for the Service's name.
@@ -142,6 +178,32 @@ fn the_chart_with_every_option_on_is_valid() {
     assert_eq!(var("SIDETRACE_INJECT_SAMPLING"), Some("0.2".into()));
     assert_eq!(var("SIDETRACE_INJECT_IMAGE"), Some("registry.example/sidetrace-proxy:0.1.0".into()));
     assert_eq!(var("SIDETRACE_INJECT_SKIP_OUTBOUND_CIDRS"), Some("169.254.169.254/32,fd00:ec2::254/128".into()));
+    assert_eq!(find(&docs, "PodDisruptionBudget").unwrap()["spec"]["minAvailable"], 2);
+
+    // The PodMonitor gives every series the `service` label the rules and
+    // the dashboard group by, with the very rules of the example scrape
+    // config (tests/deploy_dashboard.rs runs those in a real Prometheus).
+    let endpoint = &find(&docs, "PodMonitor").unwrap()["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "sidetrace-admin");
+    let relabelings = endpoint["relabelings"].as_array().expect("the PodMonitor has relabelings");
+    let scrape: Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo().join("deploy/examples/prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    let service_rules: Vec<Value> = scrape["scrape_configs"][0]["relabel_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target_label"] == "service")
+        .map(|r| serde_json::json!({"sourceLabels": r["source_labels"], "regex": r["regex"], "targetLabel": "service"}))
+        .collect();
+    assert_eq!(service_rules.len(), 5, "{service_rules:?}");
+    assert_eq!(relabelings, &service_rules);
+    // Highest precedence last: the annotation that overrides service.name,
+    // then app.kubernetes.io/name.
+    let sources: Vec<&Value> = relabelings.iter().map(|r| &r["sourceLabels"][0]).collect();
+    assert_eq!(sources[4], "__meta_kubernetes_pod_annotation_sidetrace_io_service_name");
+    assert_eq!(sources[3], "__meta_kubernetes_pod_label_app_kubernetes_io_name");
 }
 
 #[test]

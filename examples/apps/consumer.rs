@@ -21,12 +21,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Where the consumer asks about stock: `store`, through the HTTP proxy
-/// `proxy` (its sidecar's outbound side), as `HTTP_PROXY` says.
-#[derive(Clone, Copy)]
+/// Where the consumer asks about stock: the store named `authority`
+/// (`host:port`, the request's target and `Host`), over a connection to
+/// `proxy`: its sidecar's outbound side, as `HTTP_PROXY` says, or the
+/// store's own address when the pod's redirect rules do the rest.
+#[derive(Clone)]
 pub struct Store {
     pub proxy: SocketAddr,
-    pub store: SocketAddr,
+    pub authority: std::sync::Arc<str>,
 }
 
 /// Serves until its task is dropped. (The demo gives the consumer a store;
@@ -42,7 +44,7 @@ pub async fn run_with_store(listener: TcpListener, store: Store) {
 }
 
 async fn serve(listener: TcpListener, store: Option<Store>) {
-    accept(listener, move |req| handle(req, store)).await
+    accept(listener, move |req| handle(req, store.clone())).await
 }
 
 /// Serves each connection `listener` accepts with `handler`, over HTTP/1.1
@@ -150,9 +152,9 @@ async fn ask(store: Store, sku: u64) -> Result<StatusCode, Box<dyn std::error::E
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let target = store.store;
+    let target = &store.authority;
     let req = Request::get(format!("http://{target}/stock/{sku}"))
-        .header(hyper::header::HOST, target.to_string())
+        .header(hyper::header::HOST, &**target)
         .body(http_body_util::Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();

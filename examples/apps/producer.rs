@@ -38,6 +38,13 @@ impl Tally {
 /// until `run_for` has passed, over one keep-alive connection that is
 /// reopened only if it breaks.
 pub async fn run(proxy: SocketAddr, target: SocketAddr, interval: Duration, run_for: Duration) -> Tally {
+    run_to(proxy, &target.to_string(), interval, run_for).await
+}
+
+/// `run`, for a target named `authority` (`host:port`, the request's
+/// target and `Host`), over connections to `proxy`: an HTTP proxy, or the
+/// target's own address when the pod's redirect rules do the rest.
+pub async fn run_to(proxy: SocketAddr, authority: &str, interval: Duration, run_for: Duration) -> Tally {
     let deadline = Instant::now() + run_for;
     let mut ticks = tokio::time::interval(interval);
     // A slow answer delays the next call instead of causing a burst.
@@ -48,7 +55,7 @@ pub async fn run(proxy: SocketAddr, target: SocketAddr, interval: Duration, run_
         if ticks.tick().await >= deadline {
             break;
         }
-        match call(&mut conn, proxy, target, &path(n)).await {
+        match call(&mut conn, proxy, authority, &path(n)).await {
             Ok(s) if s.is_server_error() => tally.server_errors += 1,
             Ok(_) => tally.ok += 1,
             Err(_) => {
@@ -70,7 +77,7 @@ fn path(n: u64) -> String {
 async fn call(
     conn: &mut Option<SendRequest<Empty<Bytes>>>,
     proxy: SocketAddr,
-    target: SocketAddr,
+    target: &str,
     path: &str,
 ) -> Result<StatusCode, Error> {
     let sender = match conn {
@@ -79,7 +86,7 @@ async fn call(
     };
     sender.ready().await?;
     // Absolute-form, as RFC 9112 §3.2.2 asks of a request to a proxy.
-    let req = Request::get(format!("http://{target}{path}")).header(HOST, target.to_string()).body(Empty::new())?;
+    let req = Request::get(format!("http://{target}{path}")).header(HOST, target).body(Empty::new())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     // Reading the body to its end frees the connection for the next call.

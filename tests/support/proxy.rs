@@ -40,7 +40,9 @@ const SETTLE: Duration = Duration::from_secs(10);
 fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("SIDETRACE_") || k.starts_with("OTEL_") {
+        // KUBERNETES_SERVICE_*: a webhook under test run inside a pod must
+        // not find the real API server.
+        if k.starts_with("SIDETRACE_") || k.starts_with("OTEL_") || k.starts_with("KUBERNETES_") {
             cmd.env_remove(&*k);
         }
     }

@@ -3,9 +3,11 @@
 //! `POST /mutate` (`review` answers the AdmissionReview with the same
 //! injection `sidetrace inject` uses), `GET /live` and `GET /ready`.
 //!
-//! It needs no access to the Kubernetes API: the review carries the pod,
-//! and the injector's defaults come from its flags.
+//! The review carries the pod; the annotations of its Namespace come from
+//! the Kubernetes API (`namespaces`: `get` on namespaces, cached), and the
+//! injector's defaults from the webhook's flags.
 
+pub mod namespaces;
 pub mod review;
 pub mod tls;
 
@@ -48,6 +50,9 @@ pub struct WebhookArgs {
     pub log: String,
 
     #[command(flatten)]
+    pub kube: namespaces::KubeArgs,
+
+    #[command(flatten)]
     pub defaults: InjectArgs,
 }
 
@@ -85,6 +90,7 @@ fn start(args: &WebhookArgs) -> Result<(), WebhookError> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .map_err(|e| WebhookError::Config(format!("invalid value {:?} for '--log': {e}", args.log)))?;
     let injector = args.defaults.injector().map_err(WebhookError::Config)?;
+    let namespaces = namespaces::Namespaces::new(&args.kube).map_err(WebhookError::Config)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cert = tls::ReloadingCert::load(&args.tls_cert, &args.tls_key, args.cert_check_interval, provider.clone())
         .map_err(WebhookError::Config)?;
@@ -105,8 +111,12 @@ fn start(args: &WebhookArgs) -> Result<(), WebhookError> {
         let listener =
             TcpListener::bind(args.listen).await.map_err(|source| WebhookError::Bind { addr: args.listen, source })?;
         tracing::info!(listen = %args.listen, image = %injector.image, "sidetrace webhook started");
+        if let Some(why) = namespaces.unavailable() {
+            tracing::warn!("namespace annotations will not be read: {why}");
+        }
+        let hook = Arc::new(Hook { injector, namespaces });
         tokio::select! {
-            () = crate::web::serve(listener, router(Arc::new(injector)), Some(Arc::new(tls))) => {}
+            () = crate::web::serve(listener, router(hook), Some(Arc::new(tls))) => {}
             () = super_signal() => tracing::info!("stopping"),
         }
         Ok(())
@@ -115,23 +125,40 @@ fn start(args: &WebhookArgs) -> Result<(), WebhookError> {
 
 /// The routes; `/mutate` bodies may be as large as a pod object can be
 /// (the API server's default request limit is 3 MiB).
-pub fn router(injector: Arc<Injector>) -> Router {
+pub fn router(hook: Arc<Hook>) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/live", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(4 << 20))
-        .with_state(injector)
+        .with_state(hook)
 }
 
-async fn mutate(State(injector): State<Arc<Injector>>, body: Bytes) -> Response {
-    match review::answer(&body, &injector) {
-        Ok(answer) => ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response(),
+/// What `/mutate` needs: the injector and the namespaces' annotations.
+pub struct Hook {
+    pub injector: Injector,
+    pub namespaces: namespaces::Namespaces,
+}
+
+async fn mutate(State(hook): State<Arc<Hook>>, body: Bytes) -> Response {
+    let review = match review::read(&body) {
+        Ok(review) => review,
         Err(e) => {
             tracing::warn!(error = %e, "malformed AdmissionReview");
-            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
-    }
+    };
+    let lookup = match review.pod_namespace() {
+        Some(name) => Some(hook.namespaces.annotations(name).await),
+        None => None,
+    };
+    let namespace = match &lookup {
+        None => Ok(None),
+        Some(Ok(a)) => Ok(Some(&**a)),
+        Some(Err(why)) => Err(why.as_str()),
+    };
+    let answer = review::answer(&review, namespace, &hook.injector);
+    ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
 }
 
 async fn super_signal() {
