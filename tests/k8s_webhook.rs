@@ -457,3 +457,57 @@ async fn a_replaced_certificate_is_served_within_a_bounded_wait() {
     // And it still answers with the new certificate.
     assert_eq!(webhook.get("/ready").await.map(|r| r.0), Some(200));
 }
+
+/// How the kubelet renews a mounted Secret: the file names are symlinks
+/// into `..data`, itself a symlink to a timestamped directory, and the
+/// update swaps `..data` in one rename. A pair that does not load is not
+/// served: the previous certificate stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_volume_swap_is_served_and_a_broken_pair_is_not() {
+    use std::os::unix::fs::symlink;
+    let dir = tools::scratch_dir("webhook-secret-swap");
+    let mut webhook = Webhook::start(&dir).await;
+    // Turn the files into the kubelet's layout, still holding "first".
+    let generation = |name: &str, cert: &Path, key: &Path| {
+        let g = dir.join(name);
+        std::fs::create_dir_all(&g).unwrap();
+        std::fs::copy(cert, g.join("tls.crt")).unwrap();
+        std::fs::copy(key, g.join("tls.key")).unwrap();
+    };
+    let swap = |name: &str| {
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        symlink(name, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    generation("..2026_12_02_first", &dir.join("tls.crt"), &dir.join("tls.key"));
+    swap("..2026_12_02_first");
+    for f in ["tls.crt", "tls.key"] {
+        let tmp = dir.join(format!("{f}.link"));
+        symlink(format!("..data/{f}"), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join(f)).unwrap();
+    }
+    assert!(webhook.served_subject().contains("CN = first"), "{}", webhook.served_subject());
+
+    let (cert, key) = leaf(&dir, "rotated");
+    generation("..2026_12_02_rotated", &cert, &key);
+    swap("..2026_12_02_rotated");
+    let rotated =
+        wait::until(Duration::from_secs(10), async || webhook.served_subject().contains("CN = rotated")).await;
+    assert!(rotated.is_some(), "still serving {:?} 10 s after ..data moved", webhook.served_subject());
+
+    // A certificate with another certificate's key: it does not load.
+    let (other, _) = leaf(&dir, "mismatched");
+    generation("..2026_12_02_broken", &other, &key);
+    swap("..2026_12_02_broken");
+    // The files are looked at when a client connects.
+    let warned = wait::until(Duration::from_secs(10), async || {
+        let _ = webhook.served_subject();
+        webhook.process.stderr_text().contains("does not load; keeping the previous one")
+    })
+    .await;
+    assert!(warned.is_some(), "no warning for the broken pair\n{}", webhook.process.output());
+    assert!(webhook.served_subject().contains("CN = rotated"), "{}", webhook.served_subject());
+    assert_eq!(webhook.get("/ready").await.map(|r| r.0), Some(200));
+    webhook.process.assert_running();
+}
