@@ -14,7 +14,8 @@
 //!   it answers a POST with an empty 200, so it doubles as an OTLP/HTTP
 //!   collector that records each export (`collectors::recording_in`);
 //! - `World::dns_responder`: an authoritative DNS server for a few names,
-//!   logging every question.
+//!   logging every question;
+//! - `World::file_server`: a plain file server (Python's `http.server`).
 //!
 //! The sidecar itself runs there as `TestProxy::…wrapped(&["ip", "netns",
 //! "exec", ns, …])`, and one-shot commands (`init-net`) as
@@ -398,6 +399,15 @@ impl World {
         self.peer(&name, ns, &["python3", &peer_script("netns_app.py"), "service", bind, &port_s, body, &record_s]);
         self.wait_until_serving(&name, ns, &http_url(bind, port, "/probe"), body);
         Record { path: record.to_path_buf(), peer: name }
+    }
+
+    /// A plain file server (`python3 -m http.server`) for `dir` on
+    /// `bind:port`; ready once `probe` (a URL, from `ns`) answers `body`.
+    pub fn file_server(&mut self, ns: &str, bind: &str, port: u16, dir: &Path, probe: &str, body: &str) {
+        let name = format!("files{port}");
+        let (port_s, dir_s) = (port.to_string(), dir.to_string_lossy().into_owned());
+        self.peer(&name, ns, &["python3", "-m", "http.server", &port_s, "--bind", bind, "--directory", &dir_s]);
+        self.wait_until_serving(&name, ns, probe, body);
     }
 
     /// An authoritative DNS server over UDP (tests/peers/dns_responder.py)
