@@ -59,10 +59,16 @@ fn without_duration_it_runs_until_ctrl_c_and_stops_cleanly() {
     let page = runtime.block_on(support::Client::http1().get(&ui).send());
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<html"), "{}", page.text());
-    std::thread::sleep(Duration::from_secs(1));
-    let services = runtime.block_on(support::Client::http1().get(&ui.replace("/ui", "/api/services")).send());
-    for name in ["producer", "consumer", "store"] {
-        assert!(services.text().contains(name), "{name} not in the collector: {}", services.text());
+    // Every service's spans reach the collector within a bounded wait.
+    let api = ui.replace("/ui", "/api/services");
+    let services = || runtime.block_on(support::Client::http1().get(&api).send()).text();
+    let all = ["producer", "consumer", "store"];
+    let found = support::wait::until_sync(Duration::from_secs(10), || all.iter().all(|n| services().contains(n)));
+    if found.is_none() {
+        let services = services();
+        for name in all {
+            assert!(services.contains(name), "{name} not in the collector: {services}");
+        }
     }
     p.signal(libc::SIGINT);
     let status = p.wait_exit(Duration::from_secs(20));

@@ -19,11 +19,12 @@
 
 mod support;
 
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::netns::{World, require, text, unavailable};
-use support::otlp::{self, int_attr, string_attr};
+use std::time::Duration;
+use support::netns::{self, World, require, text, unavailable};
+use support::otlp::{int_attr, string_attr};
+use support::{Client, collectors};
 
 const IMAGE: &str = "localhost/sidetrace:test";
 const APP_BODY: &str = "hello from the app beside the container\n";
@@ -146,7 +147,7 @@ fn context(binary: &Path) -> PathBuf {
 #[test]
 fn image_builds_and_runs_read_only_as_the_proxy_user() {
     let test = "the container image test";
-    if let Err(why) = require(&["buildah", "podman", "runc", "curl", "python3"]) {
+    if let Err(why) = require(&["buildah", "podman", "runc", "python3"]) {
         return unavailable(test, &why);
     }
     if !Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
@@ -175,34 +176,11 @@ fn image_builds_and_runs_read_only_as_the_proxy_user() {
 fn proxies_and_resolves_names(engine: &Engine) {
     let mut w = World::new("i");
     let ns = w.namespace("img").unwrap_or_else(|e| panic!("a network namespace for the container: {e}"));
-    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
-    let [app_log, collector_log, dns_log] = ["app", "collector", "dns"].map(|n| w.dir.join(format!("{n}.log")));
-    let app_log_s = app_log.to_string_lossy().into_owned();
-    let collector_log_s = collector_log.to_string_lossy().into_owned();
-    let dns_log_s = dns_log.to_string_lossy().into_owned();
-    let app_py = format!("{peers}/netns_app.py");
-    w.spawn(
-        "app",
-        &ns,
-        &["python3", &app_py, "service", "127.0.0.1", "8080", APP_BODY, &app_log_s],
-        Stdio::null(),
-        Stdio::null(),
-    );
-    w.spawn(
-        "collector",
-        &ns,
-        &["python3", &app_py, "service", "127.0.0.1", "4318", "", &collector_log_s],
-        Stdio::null(),
-        Stdio::null(),
-    );
-    let dns_py = format!("{peers}/dns_responder.py");
-    let record = format!("{DNS_NAME}=127.0.0.1");
-    w.spawn("dns", &ns, &["python3", &dns_py, "127.0.0.1", "53", &dns_log_s, &record], Stdio::null(), Stdio::null());
-    let up = w.wait_for(&["app", "collector", "dns"], |w| {
-        (text(&w.exec(&ns, &["curl", "-sf", "--max-time", "2", "http://127.0.0.1:8080/probe"])) == APP_BODY)
-            .then_some(())
-    });
-    assert!(up.is_some(), "the app never answered");
+    let app_record = w.dir.join("app.jsonl");
+    let app = w.recording_service(&ns, "127.0.0.1", 8080, APP_BODY, &app_record);
+    let collector_record = w.dir.join("collector.jsonl");
+    let collector_seen = collectors::recording_in(&mut w, &ns, "127.0.0.1", 4318, &collector_record);
+    let dns_log = w.dns_responder(&ns, "127.0.0.1", 53, &[(DNS_NAME, "127.0.0.1")]);
 
     let name = format!("sidetrace-test-{}", std::process::id());
     let network = format!("ns:/run/netns/{ns}");
@@ -252,29 +230,33 @@ fn proxies_and_resolves_names(engine: &Engine) {
         let out = engine.run("podman", &["logs", &name]);
         format!("container output:\n{}{}", text(&out), stderr(&out))
     };
-    let ready = w.wait_for(&["app"], |w| {
-        (text(&w.exec(&ns, &["curl", "-s", "--max-time", "2", "http://127.0.0.1:15020/ready"])).trim() == "ready")
-            .then_some(())
+    let ready = w.wait_for(&[&app.peer], |_| {
+        let call = Client::http1().get("http://127.0.0.1:15020/ready").timeout(Duration::from_secs(2));
+        netns::send(&ns, call).ok().filter(|r| r.text().trim() == "ready")
     });
     assert!(ready.is_some(), "the sidecar in the container never became ready\n{}", logs());
 
-    let curl = |args: &[&str]| {
-        let mut all = vec!["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"];
-        all.extend(args);
-        text(&w.exec(&ns, &all))
+    // Each call's status, or why none came; through the outbound listener
+    // as an app with HTTP_PROXY calls, naming the host in the URL.
+    let status = |url: &str, via: Option<&str>| {
+        let mut call = Client::http1().get(url).timeout(Duration::from_secs(10));
+        if let Some(proxy) = via {
+            call = call.via(proxy.parse().expect("an address"));
+        }
+        netns::send(&ns, call).map(|r| r.status.as_u16()).map_err(|f| f.to_string())
     };
-    assert_eq!(curl(&["http://127.0.0.1:15006/inbound"]), "200", "{}", logs());
-    let proxy = ["-x", "http://127.0.0.1:15001"];
+    assert_eq!(status("http://127.0.0.1:15006/inbound", None), Ok(200), "{}", logs());
+    let proxy = Some("127.0.0.1:15001");
     let via_hosts = format!("http://{HOSTS_NAME}:8080/via-hosts");
     let via_dns = format!("http://{DNS_NAME}:8080/via-dns");
     let missing = format!("http://{MISSING_NAME}:8080/missing");
-    assert_eq!(curl(&[&proxy[..], &[via_hosts.as_str()]].concat()), "200", "a name from /etc/hosts\n{}", logs());
-    assert_eq!(curl(&[&proxy[..], &[via_dns.as_str()]].concat()), "200", "a name from DNS\n{}", logs());
-    assert_eq!(curl(&[&proxy[..], &[missing.as_str()]].concat()), "502", "a name nobody knows\n{}", logs());
+    assert_eq!(status(&via_hosts, proxy), Ok(200), "a name from /etc/hosts\n{}", logs());
+    assert_eq!(status(&via_dns, proxy), Ok(200), "a name from DNS\n{}", logs());
+    assert_eq!(status(&missing, proxy), Ok(502), "a name nobody knows\n{}", logs());
 
-    let spans = w.wait_for(&["app"], |w| {
-        let out = w.exec(&ns, &["curl", "-sf", "--max-time", "2", "http://127.0.0.1:15021/api/traces?limit=20"]);
-        let spans = spans(&out.stdout);
+    let api = "127.0.0.1:15021".parse().expect("an address");
+    let spans = w.wait_for(&[&app.peer], |_| {
+        let spans = netns::api_spans(&ns, api);
         let paths: Vec<&str> = spans.iter().filter_map(|s| string_attr(s, "url.path")).collect();
         ["/inbound", "/via-hosts", "/via-dns", "/missing"].iter().all(|p| paths.contains(p)).then_some(spans)
     });
@@ -291,16 +273,12 @@ fn proxies_and_resolves_names(engine: &Engine) {
     assert!(questions.lines().any(|l| l == format!("{DNS_NAME} 1")), "the A question went to DNS:\n{questions}");
     assert!(!questions.contains(HOSTS_NAME), "/etc/hosts answered first, with no DNS question:\n{questions}");
     assert!(questions.contains(MISSING_NAME), "{questions}");
-    let seen = std::fs::read_to_string(&app_log).unwrap_or_default();
     for path in ["/inbound", "/via-hosts", "/via-dns"] {
-        assert!(seen.contains(&format!("\"path\": \"{path}\"")), "the app never saw {path}:\n{seen}");
+        app.seen(path);
     }
 
     // The exporter resolved the collector's name from /etc/hosts too.
-    let exported = w.wait_for(&["collector"], |_| {
-        let got = std::fs::read_to_string(&collector_log).unwrap_or_default();
-        got.contains("\"path\": \"/v1/traces\"").then_some(())
-    });
+    let exported = w.wait_for(&[&collector_seen.peer], |_| collector_seen.find("/v1/traces"));
     assert!(exported.is_some(), "no export reached {collector}\n{}", logs());
     drop(container);
 }
@@ -327,7 +305,9 @@ fn init_net_runs_from_the_image(engine: &Engine) {
     let installed = init("0", &[]);
     assert!(installed.status.success(), "init-net with NET_ADMIN: {}", stderr(&installed));
     assert_eq!(text(&installed), format!("installed:\n{}", text(&dry)));
-    if require(&["nft"]).is_ok() {
+    // Read with nft where the machine has it; CI must.
+    let nft = support::tools::require("the image test's ruleset check", require(&["nft"])).is_some();
+    if nft {
         let listed = w.must(&ns, &["nft", "list", "table", "inet", "sidetrace"]);
         assert_eq!(text(&listed), text(&dry), "the rules in the namespace are the dry run's");
     }
@@ -339,11 +319,7 @@ fn init_net_runs_from_the_image(engine: &Engine) {
 
     let cleaned = init("0", &["--cleanup"]);
     assert!(cleaned.status.success(), "init-net --cleanup: {}", stderr(&cleaned));
-    if require(&["nft"]).is_ok() {
+    if nft {
         assert_eq!(text(&w.must(&ns, &["nft", "list", "ruleset"])), "", "cleanup leaves nothing");
     }
-}
-
-fn spans(json: &[u8]) -> Vec<Value> {
-    serde_json::from_slice::<Value>(json).map(|doc| otlp::spans(&doc)).unwrap_or_default()
 }

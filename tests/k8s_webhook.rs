@@ -1,6 +1,6 @@
 //! The admission webhook as the API server meets it: the real binary over
 //! TLS with a certificate made here (openssl), real `admission.k8s.io/v1`
-//! AdmissionReview bodies (curl trusting the test CA), the JSONPatch
+//! AdmissionReview bodies (the harness's client trusting the test CA), the JSONPatch
 //! applied with the `json-patch` crate and compared with what `sidetrace
 //! inject` makes of the same pod; malformed reviews get 400; a pod it
 //! cannot inject is allowed unchanged with a warning; a certificate

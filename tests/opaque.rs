@@ -8,8 +8,7 @@
 mod support;
 
 use std::time::Duration;
-use support::process::Process;
-use support::{Client, TestProxy, apps, pki, tools, wait};
+use support::{Client, TestProxy, apps, pki, tools};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,17 +53,7 @@ async fn tls_passes_through_untouched() {
     let dir = tools::scratch_dir("tls-passthrough");
     let ca = pki::Ca::new(&dir, "sidetrace test CA");
     let (cert, key) = ca.server("app", Some("app.example.test"));
-    let addr = apps::refusing();
-    let mut server = std::process::Command::new("openssl");
-    server.args(["s_server", "-accept", &addr.to_string(), "-www", "-quiet"]);
-    server.arg("-cert").arg(&cert).arg("-key").arg(&key);
-    let mut server = Process::spawn("openssl s_server", &mut server);
-    let up = wait::until(Duration::from_secs(10), async || {
-        server.assert_running();
-        TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    assert!(up.is_some(), "openssl s_server did not start\n{}", server.output());
+    let (_server, addr) = apps::tls(&cert, &key).await;
     let proxy = TestProxy::to(addr).start().await;
     // The certificate verifies for its name: the client talked TLS to the
     // app itself, through the proxy's inbound port.

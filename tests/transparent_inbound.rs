@@ -13,7 +13,6 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Stdio;
 use support::TestProxy;
 use support::netns::{self, World};
 use support::otlp::{int_attr, string_attr};
@@ -90,15 +89,11 @@ fn redirected_inbound(f: &Family) -> Option<Value> {
 
     // The app: a plain file server on its usual port. Local traffic skips
     // PREROUTING, so the readiness check reaches it directly.
-    std::fs::write(w.dir.join("hello.txt"), BODY).expect("write hello.txt");
-    let app_log = std::fs::File::create(w.dir.join("app.log")).expect("create app.log");
-    let dir = w.dir.to_string_lossy().into_owned();
-    let port = APP_PORT.to_string();
-    let serve = ["python3", "-m", "http.server", &port, "--bind", f.app_bind, "--directory", &dir];
-    w.spawn("app", &pod, &serve, Stdio::null(), app_log.into());
+    let files = w.dir.join("files");
+    std::fs::create_dir_all(&files).expect("create files/");
+    std::fs::write(files.join("hello.txt"), BODY).expect("write hello.txt");
     let ready = url(f.loopback, APP_PORT, "/hello.txt");
-    let up = w.wait_for(&["app"], |_| netns::get(&pod, &ready).ok().filter(|r| r.text() == BODY));
-    assert!(up.is_some(), "the app never served {ready}{}", w.logs());
+    w.file_server(&pod, f.app_bind, APP_PORT, &files, &ready, BODY);
 
     // `--app` names a port nothing listens on: the proxy uses it only when
     // a connection has no original destination, so the request reaches the

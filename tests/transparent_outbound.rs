@@ -12,7 +12,6 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Stdio;
 use support::TestProxy;
 use support::netns::{self, World};
 use support::otlp::{int_attr, string_attr};
@@ -29,29 +28,6 @@ const OUTBOUND_PORT: u16 = 15001;
 /// leave for the original destination and do not loop.
 const PROXY_UID: &str = "1337";
 const SERVER_BODY: &str = "hello from a server outside the pod\n";
-/// Serves `SERVER_BODY` for any GET and appends the path and every
-/// `traceparent` it received to a JSON-lines file, before it answers.
-const SERVER_PY: &str = r#"import http.server, json, sys
-
-bind, port, body, record = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        seen = {"path": self.path, "traceparent": self.headers.get_all("traceparent", [])}
-        with open(record, "a") as f:
-            f.write(json.dumps(seen) + "\n")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-http.server.ThreadingHTTPServer((bind, port), Handler).serve_forever()
-"#;
 
 #[test]
 fn redirected_outbound_request_reaches_the_server_and_is_traced() {
@@ -71,17 +47,8 @@ fn redirected_outbound_request_reaches_the_server_and_is_traced() {
 
     // The server the app calls, in the other namespace: it records the
     // `traceparent` of every request it receives.
-    let script = w.dir.join("server.py");
-    std::fs::write(&script, SERVER_PY).expect("write server.py");
-    let received = w.dir.join("received.log");
-    let server_log = std::fs::File::create(w.dir.join("server.log")).expect("create server.log");
-    let (script, record) = (script.to_string_lossy().into_owned(), received.to_string_lossy().into_owned());
-    let port = SERVER_PORT.to_string();
-    let serve = ["python3", &script, CLIENT_IP, &port, SERVER_BODY, &record];
-    w.spawn("server", &client, &serve, Stdio::null(), server_log.into());
-    let probe = format!("http://{CLIENT_IP}:{SERVER_PORT}/probe");
-    let up = w.wait_for(&["server"], |_| netns::get(&client, &probe).ok().filter(|r| r.text() == SERVER_BODY));
-    assert!(up.is_some(), "the server never served {probe}{}", w.logs());
+    let received = w.dir.join("received.jsonl");
+    let server = w.recording_service(&client, CLIENT_IP, SERVER_PORT, SERVER_BODY, &received);
 
     // The proxy under a uid of its own, which the OUTPUT rule spares.
     let outbound = format!("127.0.0.1:{OUTBOUND_PORT}");
@@ -115,12 +82,7 @@ fn redirected_outbound_request_reaches_the_server_and_is_traced() {
 
     // The request as the server saw it: the server records it before it
     // answers, so it is there once the response is.
-    let record = std::fs::read_to_string(&received).expect("read received.log");
-    let seen: Value = record
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["path"] == path)
-        .unwrap_or_else(|| panic!("the server never saw {path}{}", w.logs()));
+    let seen = server.find(path).unwrap_or_else(|| panic!("the server never saw {path}{}", w.logs()));
     let traceparents: Vec<&str> =
         seen["traceparent"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let [traceparent] = traceparents[..] else {

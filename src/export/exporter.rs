@@ -510,4 +510,30 @@ mod tests {
         assert_eq!(stats.dropped_spans_spool_full.load(Ordering::Relaxed), 0);
         assert_eq!(stats.dropped_total(), 5);
     }
+
+    /// The write task panics, for a real cause and not a hook: a spool
+    /// whose last file carries the largest sequence number but one makes
+    /// the next write's sequence counter overflow (a panic under the
+    /// overflow checks of debug builds, which the tests are). The batch
+    /// is counted as a spool error, not lost.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    async fn a_spool_write_task_that_panics_is_counted_as_an_error() {
+        let dir = std::env::temp_dir().join(format!("sidetrace-spool-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut spool, _) = Spool::open(&dir, 1 << 20).unwrap();
+        spool.push(b"spans", 1).unwrap();
+        drop(spool);
+        let last = format!("{:020}.batch", u64::MAX - 1);
+        std::fs::rename(dir.join(format!("{:020}.batch", 0)), dir.join(last)).unwrap();
+        let (spool, _) = Spool::open(&dir, 1 << 20).unwrap();
+        let spool = Arc::new(Mutex::new(spool));
+        let stats = Arc::new(ExporterStats { name: "test", ..Default::default() });
+        let batch = Batch { payload: Bytes::from_static(b"spans"), spans: 7, spooled: None };
+        assert_eq!(spool_batch(spool, stats.clone(), batch).await, None);
+        assert_eq!(stats.dropped_spans_spool_error.load(Ordering::Relaxed), 7);
+        assert_eq!(stats.dropped_spans_spool_full.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.dropped_total(), 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

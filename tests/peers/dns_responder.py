@@ -1,5 +1,6 @@
 """A tiny authoritative DNS responder over UDP for the image test
-(tests/k8s_image.rs), in a network namespace of the test's own.
+(tests/k8s_image.rs), in a network namespace of the test's own (started
+by tests/support/netns.rs: `World::dns_responder`).
 
   dns_responder.py BIND PORT LOG NAME=IPV4 [NAME=IPV4 ...]
 

@@ -1,5 +1,6 @@
 """A plain HTTP server with no tracing code, in two roles, for the
-network-namespace tests (tests/k8s_init_net.rs).
+network-namespace tests (started by tests/support/netns.rs:
+`World::calling_app` and `World::recording_service`).
 
   netns_app.py app PORT BODY
       The pod's app, on [::]:PORT (IPv4 too). `GET /call?url=URL` fetches

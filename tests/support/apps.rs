@@ -25,11 +25,13 @@
 //!   the same port (see `killable`);
 //! - `keeps_then_closes`: HTTP/1.1 keep-alive that closes a connection
 //!   after its first answer, at once or as the next request arrives
-//!   (with a FIN or a reset: `Close`).
+//!   (with a FIN or a reset: `Close`);
+//! - `tls`: `openssl s_server -www`, an HTTPS app with a certificate of
+//!   the test's own (for TLS that must pass through untouched).
 //!
 //! The apps run on the test's runtime (or a thread, for `scripted`) and
-//! stop with it; `one_connection` and `killable` are processes killed on
-//! drop.
+//! stop with it; `one_connection`, `killable` and `tls` are processes
+//! killed on drop.
 
 use super::process::Process;
 use bytes::Bytes;
@@ -523,6 +525,24 @@ pub fn one_connection() -> (Process, SocketAddr) {
     });
     let port = port.unwrap_or_else(|| panic!("the app did not print its port\n{}", p.output()));
     (p, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// `openssl s_server -www` with `cert` and `key` on a loopback port: it
+/// answers any HTTPS GET with a page about the session (which names
+/// `s_server`). Ready (accepting) when this returns.
+pub async fn tls(cert: &std::path::Path, key: &std::path::Path) -> (Process, SocketAddr) {
+    let addr = refusing();
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["s_server", "-accept", &addr.to_string(), "-www", "-quiet"]);
+    cmd.arg("-cert").arg(cert).arg("-key").arg(key);
+    let mut server = Process::spawn("openssl s_server", &mut cmd);
+    let up = super::wait::until(Duration::from_secs(10), async || {
+        server.assert_running();
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(up.is_some(), "openssl s_server did not start\n{}", server.output());
+    (server, addr)
 }
 
 /// An HTTP/1.1 server on a thread that answers its Nth connection with the

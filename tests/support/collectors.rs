@@ -8,7 +8,11 @@
 //!   (`slow`);
 //! - `ok`: accepts every OTLP/HTTP export and keeps nothing (for traffic
 //!   whose spans no test reads);
-//! - `stalled`: accepts connections and never answers.
+//! - `stalled`: accepts connections and never answers;
+//! - `recording_in`: inside a network namespace, accepts every OTLP/HTTP
+//!   export and records each request's path, client address and trace
+//!   context (not its spans): where an export came from, and that it was
+//!   not traced.
 //!
 //! A collector that is down is `apps::refusing()`.
 
@@ -202,6 +206,19 @@ pub async fn ok() -> SocketAddr {
         }
     });
     addr
+}
+
+/// An OTLP/HTTP collector on `bind:port` in namespace `ns` of `w` that
+/// answers every export with an empty 200 and records each request in
+/// `record` (`netns::World::recording_service`, with an empty body).
+pub fn recording_in(
+    w: &mut super::netns::World,
+    ns: &str,
+    bind: &str,
+    port: u16,
+    record: &Path,
+) -> super::netns::Record {
+    w.recording_service(ns, bind, port, "", record)
 }
 
 /// A collector that accepts connections and never answers.

@@ -5,7 +5,7 @@
 //!   process or as the real binary) with its addresses, spans and parsed
 //!   `/metrics`; `sidetrace(args)` for commands that must end;
 //! - `apps`: fake apps named by behaviour (`echo`, `slow`, `sleeper`, `reset`,
-//!   `refusing`, `stalled`, `one_connection`, …);
+//!   `refusing`, `stalled`, `one_connection`, `tls`, …);
 //! - `collector`: `sidetrace collector` itself as a process
 //!   (`SidetraceCollector`), and OTLP requests built from test spans;
 //! - `collectors`: fake span collectors (`Collector`, the decoding Python
@@ -18,7 +18,9 @@
 //! - `tools`: what the machine must have, and the CI rule (`require`);
 //!   `python`: the test venv; `prometheus`: a real Prometheus server;
 //!   `pki`: certificates made with openssl;
-//! - `netns`: network namespaces, and HTTP from inside one;
+//! - `netns`: network namespaces, HTTP from inside one, and the peers that
+//!   run there (`calling_app`, `recording_service`, `dns_responder`,
+//!   `file_server`);
 //! - `browser`: headless Chromium over WebDriver, for the UI.
 #![allow(dead_code)]
 

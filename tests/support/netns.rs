@@ -1,22 +1,39 @@
 //! Network namespaces for tests: a world of namespaces joined by veth
 //! pairs, the processes started inside them, HTTP calls made from inside
-//! one (`block_on_in`), and its teardown in `Drop` (panic or not). Only
-//! the namespaces, interfaces and addresses a test creates itself are ever
-//! touched.
+//! one (`block_on_in`, `get`, `send`: the harness's client, never curl),
+//! and its teardown in `Drop` (panic or not). Only the namespaces,
+//! interfaces and addresses a test creates itself are ever touched.
+//!
+//! The peers that run inside a namespace, named by behaviour (on the
+//! system's `python3`; each answers before it is returned):
+//!
+//! - `World::calling_app`: an app with no tracing code that calls the URL
+//!   it is given (`/call?url=…`), directly or through a proxy it is named;
+//! - `World::recording_service`: answers a fixed body and records every
+//!   request's method, path, client address and trace context (`Record`);
+//!   it answers a POST with an empty 200, so it doubles as an OTLP/HTTP
+//!   collector that records each export (`collectors::recording_in`);
+//! - `World::dns_responder`: an authoritative DNS server for a few names,
+//!   logging every question;
+//! - `World::file_server`: a plain file server (Python's `http.server`).
+//!
+//! The sidecar itself runs there as `TestProxy::…wrapped(&["ip", "netns",
+//! "exec", ns, …])`, and one-shot commands (`init-net`) as
+//! `proxy::sidetrace(args).wrapped(…)`.
 //!
 //! Such tests need root and `ip netns` (and whatever else `require` is
 //! asked for). Where the machine lacks them, `unavailable` makes the test
 //! fail under CI (see `tools::require`: CI must not pass without them) and
 //! skip with a printed line elsewhere.
 
-use super::client::{Client, Failure, Response};
+use super::client::{Call, Client, Failure, Response};
 pub use super::process::{Lines, collect};
 use super::proxy::TestProxy;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -60,24 +77,47 @@ where
 
 /// A GET of `url` from inside `ns`, with the harness's client.
 pub fn get(ns: &str, url: &str) -> Result<Response, Failure> {
-    block_on_in(ns, Client::http1().get(url).timeout(Duration::from_secs(10)).try_send())
+    send(ns, Client::http1().get(url).timeout(Duration::from_secs(10)))
 }
 
-/// The spans a sidecar in `ns` shows on its admin port (OTLP/JSON).
-pub fn api_spans(ns: &str, admin: SocketAddr) -> Vec<Value> {
-    let r = get(ns, &format!("http://{admin}/api/traces?limit=1000")).unwrap_or_else(|f| panic!("/api/traces: {f}"));
+/// Sends `call` (made with the harness's client: through a proxy with
+/// `via`, bounded with `timeout`, …) from inside `ns`.
+pub fn send(ns: &str, call: Call<'static>) -> Result<Response, Failure> {
+    block_on_in(ns, call.try_send())
+}
+
+/// The status of a GET of `url` from inside `ns`, or why none came.
+pub fn status(ns: &str, url: &str) -> Result<u16, String> {
+    get(ns, url).map(|r| r.status.as_u16()).map_err(|f| f.to_string())
+}
+
+/// The spans a sidecar in `ns` shows at `api` (its admin port, or its own
+/// API listener), as OTLP/JSON.
+pub fn api_spans(ns: &str, api: SocketAddr) -> Vec<Value> {
+    let r = get(ns, &format!("http://{api}/api/traces?limit=1000")).unwrap_or_else(|f| panic!("/api/traces: {f}"));
     assert_eq!(r.status, 200, "/api/traces: {}", r.text());
     let doc: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("/api/traces ({e}): {}", r.text()));
     super::otlp::spans(&doc)
 }
 
+/// Where a spawned `proxy` serves `/api/traces`: its own API listener, or
+/// the admin port under `--api admin`.
+fn api_of(proxy: &TestProxy) -> SocketAddr {
+    proxy.api.or(proxy.admin).expect("the proxy's API or admin port")
+}
+
+/// Every span the spawned `proxy` in `ns` shows now.
+pub fn proxy_spans(proxy: &TestProxy, ns: &str) -> Vec<Value> {
+    api_spans(ns, api_of(proxy))
+}
+
 /// The span of the request for `path` from the spawned `proxy` in `ns`,
-/// polled (spans reach the admin API asynchronously) while it runs.
+/// polled (spans reach the trace API asynchronously) while it runs.
 pub fn wait_for_span(proxy: &mut TestProxy, ns: &str, path: &str) -> Value {
-    let admin = proxy.admin.expect("the proxy's admin port");
+    let api = api_of(proxy);
     let found = super::wait::until_sync(Duration::from_secs(10), || {
         proxy.process().assert_running();
-        api_spans(ns, admin).into_iter().find(|s| super::otlp::string_attr(s, "url.path") == Some(path))
+        api_spans(ns, api).into_iter().find(|s| super::otlp::string_attr(s, "url.path") == Some(path))
     });
     found.unwrap_or_else(|| panic!("no span for {path} in /api/traces\n{}", proxy.output()))
 }
@@ -276,6 +316,140 @@ impl World {
             panic!("{name} exited early ({status})");
         }
     }
+}
+
+/// What a `recording_service` wrote: one JSON object per request, written
+/// before it answered (so a request is there once its response is).
+pub struct Record {
+    pub path: PathBuf,
+    /// The service's name in its `World` (for `World::wait_for`).
+    pub peer: String,
+}
+
+impl Record {
+    /// The file as it is now.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// Every request recorded so far: `{"method", "path", "client",
+    /// "traceparent": [..], "tracestate": [..]}`.
+    pub fn all(&self) -> Vec<Value> {
+        self.text().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// The request for `path`, if it came.
+    pub fn find(&self, path: &str) -> Option<Value> {
+        self.all().into_iter().find(|v| v["path"] == path)
+    }
+
+    /// The request for `path`; fails the test if it never came.
+    pub fn seen(&self, path: &str) -> Value {
+        self.find(path).unwrap_or_else(|| panic!("{} never saw {path}:\n{}", self.peer, self.text()))
+    }
+}
+
+fn peer_script(name: &str) -> String {
+    super::tools::repo(&format!("tests/peers/{name}")).to_string_lossy().into_owned()
+}
+
+fn http_url(ip: &str, port: u16, path: &str) -> String {
+    if ip.contains(':') { format!("http://[{ip}]:{port}{path}") } else { format!("http://{ip}:{port}{path}") }
+}
+
+impl World {
+    /// Starts a peer named `name` in `ns`, its stderr in `name.log` (shown
+    /// by `logs`).
+    fn peer(&mut self, name: &str, ns: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("create a peer's log");
+        self.spawn(name, ns, args, Stdio::null(), log.into());
+    }
+
+    /// Waits until a GET of `url` from `ns` answers 200 with `body`, while
+    /// `name` runs.
+    fn wait_until_serving(&mut self, name: &str, ns: &str, url: &str, body: &str) {
+        let up = self.wait_for(&[name], |_| {
+            let call = Client::http1().get(url).timeout(Duration::from_secs(2));
+            send(ns, call).ok().filter(|r| r.status == 200 && r.text() == body)
+        });
+        assert!(up.is_some(), "{name} never answered {url}{}", self.logs());
+    }
+
+    /// The pod's app (tests/peers/netns_app.py `app`), on `[::]:port` (IPv4
+    /// too), knowing nothing of sidetrace: `GET /call?url=URL` fetches URL
+    /// itself with no proxy (so only redirect rules can send the call
+    /// through a sidecar), or through `&proxy=PROXY` (as an app with
+    /// HTTP_PROXY does), and answers what came back (502 if nothing did);
+    /// any other GET answers `body`. Ready once it answers on loopback.
+    pub fn calling_app(&mut self, ns: &str, port: u16, body: &str) {
+        let name = format!("app{port}");
+        let port_s = port.to_string();
+        self.peer(&name, ns, &["python3", &peer_script("netns_app.py"), "app", &port_s, body]);
+        self.wait_until_serving(&name, ns, &http_url("127.0.0.1", port, "/probe"), body);
+    }
+
+    /// A service (tests/peers/netns_app.py `service`) on `bind:port`: a GET
+    /// is answered `body`, a POST an empty 200 (as an OTLP/HTTP collector
+    /// answers), and every request is first appended to `record` (which
+    /// several services may share). Ready once it answers a GET of
+    /// `/probe`, which it records too.
+    pub fn recording_service(&mut self, ns: &str, bind: &str, port: u16, body: &str, record: &Path) -> Record {
+        let name = format!("service{port}");
+        let (port_s, record_s) = (port.to_string(), record.to_string_lossy().into_owned());
+        self.peer(&name, ns, &["python3", &peer_script("netns_app.py"), "service", bind, &port_s, body, &record_s]);
+        self.wait_until_serving(&name, ns, &http_url(bind, port, "/probe"), body);
+        Record { path: record.to_path_buf(), peer: name }
+    }
+
+    /// A plain file server (`python3 -m http.server`) for `dir` on
+    /// `bind:port`; ready once `probe` (a URL, from `ns`) answers `body`.
+    pub fn file_server(&mut self, ns: &str, bind: &str, port: u16, dir: &Path, probe: &str, body: &str) {
+        let name = format!("files{port}");
+        let (port_s, dir_s) = (port.to_string(), dir.to_string_lossy().into_owned());
+        self.peer(&name, ns, &["python3", "-m", "http.server", &port_s, "--bind", bind, "--directory", &dir_s]);
+        self.wait_until_serving(&name, ns, probe, body);
+    }
+
+    /// An authoritative DNS server over UDP (tests/peers/dns_responder.py)
+    /// on `bind:port`, answering an A question for each of `records`
+    /// (`(name, ipv4)`), NODATA for another type, NXDOMAIN for any other
+    /// name. Returns its log, one `NAME TYPE` line per question. Ready
+    /// once it has answered a question (for `probe.invalid`, logged too).
+    pub fn dns_responder(&mut self, ns: &str, bind: &str, port: u16, records: &[(&str, &str)]) -> PathBuf {
+        let name = format!("dns{port}");
+        let log = self.dir.join(format!("{name}-questions.txt"));
+        let (port_s, log_s) = (port.to_string(), log.to_string_lossy().into_owned());
+        let records: Vec<String> = records.iter().map(|(n, ip)| format!("{n}={ip}")).collect();
+        let mut args = vec!["python3".to_string(), peer_script("dns_responder.py"), bind.into(), port_s, log_s];
+        args.extend(records);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.peer(&name, ns, &args);
+        let server: SocketAddr = format!("{bind}:{port}").parse().expect("an IPv4 bind address");
+        let up = self.wait_for(&[&name], |_| dns_answers(ns, server).then_some(()));
+        assert!(up.is_some(), "{name} never answered a question{}", self.logs());
+        log
+    }
+}
+
+/// Whether a DNS server at `server`, seen from inside `ns`, answers an A
+/// question for `probe.invalid` within a second.
+fn dns_answers(ns: &str, server: SocketAddr) -> bool {
+    block_on_in(ns, async move {
+        let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else { return false };
+        // ID 0x5354, recursion desired, one question: probe.invalid A IN.
+        let mut query = vec![0x53, 0x54, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["probe", "invalid"] {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        if sock.send_to(&query, server).await.is_err() {
+            return false;
+        }
+        let mut answer = [0u8; 512];
+        let got = tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut answer)).await;
+        matches!(got, Ok(Ok((n, _))) if n >= 12 && answer[..2] == query[..2])
+    })
 }
 
 /// Interface names have at most 15 bytes (IFNAMSIZ - 1).

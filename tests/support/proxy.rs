@@ -16,9 +16,11 @@
 //!   bound (so it is ready when `spawn` returns). It is killed on drop.
 //!
 //! Commands other than `run` go through `sidetrace(args)` (one that must
-//! end: bad input, `--help`, `inject`, `wait-ready`) or `command(args)` (a
-//! long-running one, e.g. the webhook, in a `Process`). All of them run
-//! without the caller's `SIDETRACE_*` and `OTEL_*` variables.
+//! end: bad input, `--help`, `inject`, `wait-ready`, `init-net`, `wrapped`
+//! like a spawned proxy when it must run in a network namespace or as
+//! another user) or `command(args)` (a long-running one, e.g. the webhook,
+//! in a `Process`). All of them run without the caller's `SIDETRACE_*` and
+//! `OTEL_*` variables.
 
 use super::client::Client;
 use super::metrics::Metrics;
@@ -51,7 +53,21 @@ fn clean_env(cmd: &mut Command) -> &mut Command {
 
 /// `sidetrace ARGS` as a command, in a clean environment.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    wrapped_command(&[], &args)
+}
+
+/// `WRAPPER… sidetrace ARGS` (the wrapper's words first, e.g. `ip netns
+/// exec NS`), in a clean environment: the wrapper passes it on.
+fn wrapped_command(wrapper: &[String], args: &[String]) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        None => Command::new(BIN),
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(BIN);
+            cmd
+        }
+    };
     cmd.args(args);
     clean_env(&mut cmd);
     cmd
@@ -59,18 +75,33 @@ pub fn command(args: &[&str]) -> Command {
 
 /// One run of a sidetrace command that must end by itself.
 pub struct Invocation {
-    cmd: Command,
+    args: Vec<String>,
+    wrapper: Vec<String>,
+    env: Vec<(String, String)>,
     stdin: Vec<u8>,
     limit: Duration,
 }
 
 pub fn sidetrace(args: &[&str]) -> Invocation {
-    Invocation { cmd: command(args), stdin: Vec::new(), limit: Duration::from_secs(10) }
+    Invocation {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        wrapper: Vec::new(),
+        env: Vec::new(),
+        stdin: Vec::new(),
+        limit: Duration::from_secs(10),
+    }
 }
 
 impl Invocation {
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.cmd.env(key, value);
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs the binary under `wrapper` (e.g. `ip netns exec NS`, `setpriv
+    /// …`), as `Builder::wrapped` does.
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|w| w.to_string()).collect();
         self
     }
 
@@ -89,9 +120,12 @@ impl Invocation {
     /// the limit (bad input must make it exit, not serve).
     pub fn output(mut self) -> Output {
         use std::io::Write;
-        let what = format!("{:?}", self.cmd);
-        let mut child = self
-            .cmd
+        let mut cmd = wrapped_command(&self.wrapper, &self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let what = format!("{cmd:?}");
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,6 +154,9 @@ pub struct TestProxy {
     pub inbound: Option<SocketAddr>,
     pub outbound: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The trace API's own listener (`None` under `--api admin`, the
+    /// spawned default, where it is on the admin port).
+    pub api: Option<SocketAddr>,
     inner: Inner,
 }
 
@@ -167,6 +204,7 @@ impl TestProxy {
             inbound: sidecar.inbound,
             outbound: sidecar.outbound,
             admin: sidecar.admin,
+            api: sidecar.api,
             inner: Inner::InProcess(Box::new(sidecar)),
         }
     }
@@ -349,16 +387,7 @@ impl Builder {
         }
         args.extend(["--log".into(), "info".into()]);
         args.extend(self.flags.iter().cloned());
-        let mut cmd = match self.wrapper.split_first() {
-            None => Command::new(BIN),
-            Some((program, rest)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(rest).arg(BIN);
-                cmd
-            }
-        };
-        cmd.args(&args);
-        clean_env(&mut cmd);
+        let mut cmd = wrapped_command(&self.wrapper, &args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -373,6 +402,7 @@ impl Builder {
             inbound: listener(&line, "inbound"),
             outbound: listener(&line, "outbound"),
             admin: listener(&line, "admin"),
+            api: listener(&line, "api"),
             inner: Inner::Process(process),
         }
     }
