@@ -117,7 +117,7 @@ fn start(args: &WebhookArgs) -> Result<(), WebhookError> {
         let hook = Arc::new(Hook { injector, namespaces });
         tokio::select! {
             () = crate::web::serve(listener, router(hook), Some(Arc::new(tls))) => {}
-            () = super_signal() => tracing::info!("stopping"),
+            () = crate::drain::stop_signal() => tracing::info!("stopping"),
         }
         Ok(())
     })
@@ -159,15 +159,4 @@ async fn mutate(State(hook): State<Arc<Hook>>, body: Bytes) -> Response {
     };
     let answer = review::answer(&review, namespace, &hook.injector);
     ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
-}
-
-async fn super_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
