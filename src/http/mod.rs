@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod forward;
 pub mod framing;
 pub mod guard_layer;
+pub mod h2_guard;
 pub mod headers;
 pub mod idle;
 pub mod joint;

@@ -89,10 +89,14 @@ async fn idle_wait(client: &TcpStream, dedicated: Option<&Dedicated>, shared: &S
 pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: ConnMeta, drain: drain::Watch) {
     let client = meta.client;
     let svc = TowerToHyperService::new(stack(&shared, &Arc::new(meta), false, None));
+    let flooded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let io = super::h2_guard::FloodGuard::new(io, flooded.clone());
     let conn = http2_builder().serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let ended = run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
-    if let Some(code) = ended.as_ref().err().and_then(goaway_code) {
+    if flooded.load(std::sync::atomic::Ordering::Relaxed) {
+        shared.metrics.refusals.http2_goaway(0xb);
+    } else if let Some(code) = ended.as_ref().err().and_then(goaway_code) {
         tracing::debug!(%client, reason = crate::vocab::h2_error_code(code), "HTTP/2 connection closed with an error GOAWAY");
         shared.metrics.refusals.http2_goaway(code);
     }
