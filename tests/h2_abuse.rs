@@ -722,3 +722,30 @@ async fn busy_connections_are_not_floods() {
     }
     s.assert_none_counted().await;
 }
+
+/// PRIORITY frames (deprecated by RFC 9113, still read) and empty DATA
+/// frames on an open stream cost the server a frame each and carry
+/// nothing; past their budget the flood guard closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_and_empty_data_floods_are_closed() {
+    let s = setup().await;
+    let mut raw = Raw::connect(s.addr(), &[]).await;
+    let priority = frame(0x2, 0, 3, &[0, 0, 0, 1, 16]);
+    let batch: Vec<u8> = priority.iter().copied().cycle().take(priority.len() * 1000).collect();
+    flood(&mut raw, &batch, 20, &s.proxy).await;
+    let goaway = raw.goaway(STEP).await.expect("a GOAWAY");
+    assert_eq!(goaway.code, ENHANCE_YOUR_CALM, "{goaway:?}");
+    s.assert_counted("enhance_your_calm", 1.0).await;
+
+    let mut raw = Raw::connect(s.addr(), &[]).await;
+    // A request whose body never comes: empty DATA frames, none ending it.
+    raw.send(&frame(HEADERS, END_HEADERS, 1, &get_block("/sink"))).await.unwrap();
+    let empty = frame(0x0, 0, 1, &[]);
+    let batch: Vec<u8> = empty.iter().copied().cycle().take(empty.len() * 1000).collect();
+    flood(&mut raw, &batch, 20, &s.proxy).await;
+    let goaway = raw.goaway(STEP).await.expect("a GOAWAY");
+    assert_eq!(goaway.code, ENHANCE_YOUR_CALM, "{goaway:?}");
+    s.assert_counted("enhance_your_calm", 2.0).await;
+    s.assert_rss_bounded("PRIORITY and empty DATA floods");
+    well_behaved(&s.proxy).await;
+}
