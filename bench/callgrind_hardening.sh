@@ -3,6 +3,7 @@
 # keep-alive, curl, the bench backend as the app, spans exported over
 # OTLP) under valgrind's callgrind: deterministic where CPU time is noisy.
 #   SIDETRACE_BIN=... bench/callgrind_hardening.sh N   -> total instructions
+#   H2=1 sends the N requests over HTTP/2 (h2load, one connection) instead.
 # Run it for N=200 and N=1200 and divide the difference by 1000 to leave
 # start-up out (issue 13: the HTTP/1 framing checks and the limits' layers).
 # SIDETRACE_FLAGS adds flags to the sidecar (e.g. "--spool-dir D --spool-mode
@@ -29,7 +30,12 @@ valgrind --tool=callgrind --callgrind-out-file=$W/cg.$N $BIN run --inbound 127.0
 VPID=$!
 for i in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$IN/ && break; sleep 0.2; done
 URLS=$(for i in $(seq 1 $N); do echo -n "http://127.0.0.1:$IN/ "; done)
-curl -s $URLS > /dev/null
+if [ "${H2:-0}" = 1 ]; then
+  # HTTP/2 (h2c prior knowledge), one stream at a time on one connection.
+  h2load -n $N -c 1 -m 1 http://127.0.0.1:$IN/ > $W/h2load.out
+else
+  curl -s $URLS > /dev/null
+fi
 sleep 2
 kill -INT $VPID; wait $VPID 2>/dev/null || true
 kill $APID $SPID 2>/dev/null || true
