@@ -6,26 +6,12 @@
 mod support;
 
 use std::time::Duration;
+use support::process::{raise_fd_limit, status_kib};
 use support::{TestProxy, apps, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const CONNS: usize = 2000;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap()
-}
-
-/// Lets this process (and the proxy it starts) hold `n` more descriptors.
-fn raise_fd_limit(n: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur = lim.rlim_max.min(lim.rlim_cur.max(n + 1024));
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    assert!(lim.rlim_cur >= n + 256, "the descriptor limit {} is too low for {n} connections", lim.rlim_cur);
-}
 
 /// One connection, one request, its whole answer; the connection is
 /// handed back open.
@@ -52,7 +38,7 @@ async fn rss_falls_back_after_a_burst_of_connections() {
     let addr = proxy.inbound.unwrap();
     drop(one_request(addr).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_kib(pid);
+    let idle = status_kib(pid, "VmRSS:");
 
     // Every connection at once, each with its request in flight together.
     let burst: Vec<_> = (0..CONNS).map(|_| tokio::spawn(one_request(addr))).collect();
@@ -60,7 +46,7 @@ async fn rss_falls_back_after_a_burst_of_connections() {
     for b in burst {
         held.push(b.await.unwrap());
     }
-    let peak = rss_kib(pid);
+    let peak = status_kib(pid, "VmRSS:");
     drop(held);
     eprintln!("{CONNS} connections at once: RSS {idle} KiB idle, {peak} KiB with them open");
     assert!(peak > idle + 16 * 1024, "the burst did not grow the heap ({idle} -> {peak} KiB): nothing to give back");
@@ -69,11 +55,11 @@ async fn rss_falls_back_after_a_burst_of_connections() {
     // of what the burst added stays.
     let near_idle = idle + (peak - idle) / 4;
     let back = wait::until(Duration::from_secs(30), async || {
-        let now = rss_kib(pid);
+        let now = status_kib(pid, "VmRSS:");
         (now < near_idle).then_some(now)
     })
     .await;
-    let now = rss_kib(pid);
+    let now = status_kib(pid, "VmRSS:");
     assert!(
         back.is_some(),
         "RSS still {now} KiB 30 s after the burst (idle {idle}, peak {peak}, wanted < {near_idle})"

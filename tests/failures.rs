@@ -8,6 +8,7 @@ use bytes::Bytes;
 use sidetrace::vocab::ErrorType;
 use std::time::Duration;
 use support::client::chunks;
+use support::process::{raise_fd_limit, status_kib};
 use support::{Client, TestProxy, apps};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,16 +57,6 @@ async fn reset_mid_body_aborts_the_client_stream() {
     assert_eq!(span.response_body_size, 1024);
 }
 
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 /// The proxy as its own process, so its memory is its own.
 fn spawn_proxy(app: std::net::SocketAddr) -> TestProxy {
     TestProxy::to(app).flags(&["--outbound", "off", "--admin", "off", "--access-log", "off"]).spawn()
@@ -89,18 +80,9 @@ async fn one_gib_each_way_with_flat_memory() {
     let body = chunks(vec![mib; 1024], None);
     let up = Client::http1().post(&format!("{url}/sink")).body_stream(body).timeout(long).send().await;
     assert_eq!(up.text().trim(), GIB.to_string(), "the app received every byte");
-    let peak_kib = vm_kib(pid, "VmHWM:");
+    let peak_kib = status_kib(pid, "VmHWM:");
     eprintln!("proxy peak RSS after 1 GiB each way: {} KiB", peak_kib);
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB is not under 64 MiB");
-}
-
-/// Lets this process (and the proxy it starts) hold `n` more descriptors.
-fn raise_fd_limit(n: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur = lim.rlim_max.min(lim.rlim_cur.max(n + 1024));
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    assert!(lim.rlim_cur >= n + 256, "the descriptor limit {} is too low for {n} connections", lim.rlim_cur);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,14 +94,14 @@ async fn idle_keep_alive_connections_cost_little_memory() {
     let pid = proxy.process().id();
     let client = Client::http1();
     assert_eq!(client.get(&format!("{}/", proxy.inbound_url())).send().await.status, 200);
-    let before = vm_kib(pid, "VmRSS:");
+    let before = status_kib(pid, "VmRSS:");
     let mut conns = Vec::with_capacity(CONNS);
     for _ in 0..CONNS {
         let mut conn = client.connect(proxy.inbound.unwrap()).await;
         assert_eq!(conn.get("/").send().await.text(), "hello from the app\n");
         conns.push(conn);
     }
-    let held = vm_kib(pid, "VmRSS:");
+    let held = status_kib(pid, "VmRSS:");
     let per_conn = (held.saturating_sub(before)) as f64 * 1024.0 / CONNS as f64;
     eprintln!("{CONNS} idle keep-alive connections: RSS {before} -> {held} KiB, {per_conn:.0} B each");
     // hyper alone would hold ~20 KiB of buffers per connection.

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use support::process::status_kib;
 use support::{Client, TestProxy, apps, wait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -295,12 +296,6 @@ async fn read_frame(r: &mut OwnedReadHalf) -> Option<Frame> {
     Some(Frame { kind: head[3], flags: head[4], stream, payload })
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap()
-}
-
 /// A spawned sidecar in front of the `echo` app, its pid, and its RSS once
 /// it has served one HTTP/2 request.
 struct Setup {
@@ -315,7 +310,7 @@ async fn setup() -> Setup {
     let mut proxy = TestProxy::to(app.addr).flags(&["--outbound", "off"]).spawn();
     let pid = proxy.process().id();
     well_behaved(&proxy).await;
-    let idle_kib = rss_kib(pid);
+    let idle_kib = status_kib(pid, "VmRSS:");
     Setup { proxy, app, pid, idle_kib }
 }
 
@@ -326,7 +321,7 @@ impl Setup {
 
     /// The proxy's RSS now, checked against the bound.
     fn assert_rss_bounded(&self, what: &str) -> u64 {
-        let now = rss_kib(self.pid);
+        let now = status_kib(self.pid, "VmRSS:");
         eprintln!("{what}: RSS {} KiB idle, {now} KiB now", self.idle_kib);
         assert!(
             now < self.idle_kib + RSS_GROWTH_KIB,

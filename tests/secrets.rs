@@ -206,21 +206,9 @@ fn an_empty_or_missing_token_file_stops_the_collector() {
     std::fs::write(&empty, " \n").unwrap();
     let missing = dir.join("missing");
     for (file, why) in [(&empty, "is empty"), (&missing, "cannot read")] {
-        let out = proxy::sidetrace(&[
-            "collector",
-            "--storage",
-            "memory",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--ui",
-            "127.0.0.1:0",
-            "--api-token-file",
-            file.to_str().unwrap(),
-        ])
-        .limit(Duration::from_secs(5))
-        .output();
+        let mut args = vec!["collector", "--storage", "memory", "--api-token-file", file.to_str().unwrap()];
+        args.extend(support::collector::LOOPBACK);
+        let out = proxy::sidetrace(&args).limit(Duration::from_secs(5)).output();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("--api-token-file") && stderr.contains(why), "{stderr}");

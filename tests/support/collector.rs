@@ -19,6 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// Every listener of `sidetrace collector` on an ephemeral loopback port.
+pub const LOOPBACK: [&str; 6] = ["--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0", "--ui", "127.0.0.1:0"];
+
 pub struct SidetraceCollector {
     pub process: Process,
     pub http: SocketAddr,
@@ -30,19 +33,9 @@ impl SidetraceCollector {
     /// `sidetrace collector --storage STORAGE EXTRA…` on loopback, ready
     /// when this returns.
     pub fn start(storage: &str, extra: &[&str]) -> SidetraceCollector {
-        let mut args = vec![
-            "collector",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--ui",
-            "127.0.0.1:0",
-            "--storage",
-            storage,
-            "--log",
-            "info",
-        ];
+        let mut args = vec!["collector"];
+        args.extend(LOOPBACK);
+        args.extend(["--storage", storage, "--log", "info"]);
         args.extend_from_slice(extra);
         let mut process = Process::spawn("sidetrace collector", &mut super::proxy::command(&args));
         let started = super::wait::until_sync(SETTLE, || {

@@ -114,3 +114,24 @@ fn collect_joined(pipe: impl Read + Send + 'static) -> (Lines, JoinHandle<()>) {
     });
     (lines, reader)
 }
+
+/// A field of `/proc/PID/status` in KiB (`"VmRSS:"`, `"VmHWM:"`): a
+/// process's memory as the kernel counts it.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Lets this process (and the proxies it starts) hold `n` more descriptors.
+pub fn raise_fd_limit(n: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = lim.rlim_max.min(lim.rlim_cur.max(n + 1024));
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    assert!(lim.rlim_cur >= n + 256, "the descriptor limit {} is too low for {n} connections", lim.rlim_cur);
+}
