@@ -59,12 +59,14 @@ impl Dedicated {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ready(&self) -> Ready {
+    /// What the next request can go out on, and when the last one went.
+    fn ready(&self) -> (Ready, Option<Instant>) {
         let mut slot = self.lock();
-        match slot.sender.take() {
+        let ready = match slot.sender.take() {
             Some(s) if !s.is_closed() => Ready::Sender(s),
             _ => slot.parked.take().map_or(Ready::Nothing, Ready::Parked),
-        }
+        };
+        (ready, slot.last_sent)
     }
 
     /// Sends a request on the client's own upstream connection, made (or
@@ -78,7 +80,8 @@ impl Dedicated {
     ) -> Result<Response<Incoming>, ProxyError> {
         loop {
             // A parked socket idled long enough to have been parked.
-            let (mut sender, reused, parked) = match self.ready() {
+            let (ready, last_sent) = self.ready();
+            let (mut sender, reused, parked) = match ready {
                 Ready::Sender(s) => (s, true, false),
                 Ready::Parked(sock) => (self.install(sock).await?, true, true),
                 Ready::Nothing => (self.install(dialer.connect(dest).await?).await?, false, false),
@@ -87,7 +90,7 @@ impl Dedicated {
                 continue; // the app closed it while it waited
             }
             let now = Instant::now();
-            let quiet = parked || self.lock().last_sent.is_none_or(|t| now.duration_since(t) >= REPLAY_AFTER_IDLE);
+            let quiet = parked || last_sent.is_none_or(|t| now.duration_since(t) >= REPLAY_AFTER_IDLE);
             let copy = if reused && quiet { replayable(&req) } else { None };
             let response = sender.try_send_request(req);
             {

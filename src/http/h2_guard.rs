@@ -30,7 +30,7 @@ const PING: u8 = 6;
 const WINDOW_UPDATE: u8 = 8;
 const ACK: u8 = 0x1;
 const END_STREAM: u8 = 0x1;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
+pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// The client's connection preface, before its first frame.
 const PREFACE_LEN: usize = 24;
 

@@ -95,7 +95,7 @@ pub async fn serve_http2(io: PrefixedIo<TcpStream>, shared: Arc<Shared>, meta: C
     tokio::pin!(conn);
     let ended = run(conn, &drain, |c| c.as_mut().graceful_shutdown()).await;
     if flooded.load(std::sync::atomic::Ordering::Relaxed) {
-        shared.metrics.refusals.http2_goaway(0xb);
+        shared.metrics.refusals.http2_goaway(super::h2_guard::ENHANCE_YOUR_CALM);
     } else if let Some(code) = ended.as_ref().err().and_then(goaway_code) {
         tracing::debug!(%client, reason = crate::vocab::h2_error_code(code), "HTTP/2 connection closed with an error GOAWAY");
         shared.metrics.refusals.http2_goaway(code);
